@@ -1,0 +1,95 @@
+"""What an analyzer is: it sees observed flows and the adversary's declared knowledge, and returns findings.
+
+An analyzer never sees ground truth. That is kept true by this interface (nothing here carries truth)
+and by tests/test_boundary.py, which fails if an analyzer or observe module imports the simulator's
+truth or the scorer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Sequence
+
+from harness.observables import OBSERVABLES
+from harness.observe.model import Flow
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """One key the adversary holds: a name, what kind of key it is, and its bytes."""
+
+    name: str  # e.g. "device-transport:alice", "pin-global"
+    kind: str  # e.g. "aes-256-gcm", "3des-pin", "tls-server-private"
+    material: bytes
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """The adversary's declared knowledge: the keys it holds, nothing else."""
+
+    keys: tuple[KeyGrant, ...] = ()
+
+    def of_kind(self, kind: str) -> list[KeyGrant]:
+        return [k for k in self.keys if k.kind == kind]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the adversary learned, with where it learned it.
+
+    `value` holds what was recovered (text, a name, an address, {"sender","recipient"}, {"time","bytes"}),
+    so a reader and the scorer can check it. `evidence` holds where: direction, byte offset and length,
+    time, rule, an excerpt. Evidence is volatile and left out of `id`, so the same leak is the same
+    finding across runs.
+    """
+
+    analyzer: str
+    observable: str
+    kind: str
+    flow: str | None
+    value: Any
+    evidence: dict = field(default_factory=dict, compare=False, hash=False)
+    confidence: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.observable not in OBSERVABLES:
+            raise ValueError(f"unknown observable {self.observable!r}")
+
+    @property
+    def time(self) -> float | None:
+        """When the recovered thing happened, if the finding is about one moment (evidence["time"])."""
+        t = self.evidence.get("time")
+        return float(t) if t is not None else None
+
+    @property
+    def id(self) -> str:
+        ident = json.dumps([self.analyzer, self.observable, self.kind, self.flow, self.value],
+                           sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "analyzer": self.analyzer, "observable": self.observable, "kind": self.kind,
+                "flow": self.flow, "value": self.value, "evidence": self.evidence,
+                "confidence": round(float(self.confidence), 4)}
+
+
+class Analyzer:
+    """Base class. Subclass, set `id` and `description`, and override `on_flow` and/or `finish`.
+
+    `on_flow` is called once per finished flow, payload still attached; `finish` once at the end with
+    every flow, for cross-flow work (the flows' payload may have been released by then: use counters
+    and chunks there). Register the subclass with `@register`.
+    """
+
+    id: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        self.knowledge = knowledge
+
+    def on_flow(self, flow: Flow) -> Iterable[Finding]:
+        return ()
+
+    def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
+        return ()

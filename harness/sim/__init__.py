@@ -1,0 +1,1 @@
+"""Simulator: scenario -> messages -> sans-IO protocol sessions -> timed packets (no sockets, no wall clock)."""

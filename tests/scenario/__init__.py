@@ -1,0 +1,1 @@
+"""Tests for scenario files: schema, loading and validation."""

@@ -1,0 +1,134 @@
+"""Run the registered analyzers over observed flows and build the findings document.
+
+One analyzer's exception is contained: recorded in `AnalysisResult.errors`, and the run goes on.
+Like the analyzers, this sees only observed flows and the adversary's knowledge, never truth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from harness.analyzers import Analyzer, Finding, Knowledge, registry
+from harness.errors import HarnessError
+from harness.observe.model import Flow, Observation
+
+SCHEMA = "harness.findings/1"
+MAX_ERRORS_PER_ANALYZER = 20
+
+
+@dataclass
+class AnalysisResult:
+    """Findings (deduplicated by id, in a stable order), per-flow labels, and contained errors."""
+
+    findings: list[Finding] = field(default_factory=list)
+    flow_labels: dict[str, dict] = field(default_factory=dict)  # flow id -> {"app", "payload_class", "entropy"}
+    errors: list[str] = field(default_factory=list)  # "analyzer-id: ExcType: message"
+
+
+def _error_text(analyzer_id: str, exc: BaseException, where: str) -> str:
+    return f"{analyzer_id}: {type(exc).__name__}: {exc} ({where})"
+
+
+class _Runner:
+    def __init__(self, knowledge: Knowledge, only: list[str] | None) -> None:
+        available = registry()
+        if only is not None:
+            unknown = sorted(set(only) - set(available))
+            if unknown:
+                raise HarnessError(f"unknown analyzer id(s): {', '.join(unknown)}; known: {', '.join(available)}")
+            available = {k: v for k, v in available.items() if k in set(only)}
+        self.errors: list[str] = []
+        self._error_counts: dict[str, int] = {}
+        self.analyzers: list[Analyzer] = []
+        for analyzer_id, cls in available.items():
+            try:
+                self.analyzers.append(cls(knowledge))
+            except Exception as exc:  # noqa: BLE001 - a plugin's failure is reported, not fatal
+                self.error(analyzer_id, exc, "init")
+        self.findings: list[Finding] = []
+
+    def error(self, analyzer_id: str, exc: BaseException, where: str) -> None:
+        count = self._error_counts.get(analyzer_id, 0) + 1
+        self._error_counts[analyzer_id] = count
+        if count <= MAX_ERRORS_PER_ANALYZER:
+            self.errors.append(_error_text(analyzer_id, exc, where))
+
+    def call(self, analyzer: Analyzer, method: str, arg, where: str) -> None:
+        try:
+            produced = list(getattr(analyzer, method)(arg) or ())
+            for item in produced:
+                if not isinstance(item, Finding):
+                    raise TypeError(f"{method} yielded {type(item).__name__}, not Finding")
+        except Exception as exc:  # noqa: BLE001 - contained: this call's findings are dropped, the run goes on
+            self.error(analyzer.id, exc, where)
+            return
+        self.findings.extend(produced)
+
+    def summary_errors(self) -> list[str]:
+        extra = [f"{aid}: {n - MAX_ERRORS_PER_ANALYZER} more errors not shown"
+                 for aid, n in sorted(self._error_counts.items()) if n > MAX_ERRORS_PER_ANALYZER]
+        return self.errors + extra
+
+
+def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None) -> AnalysisResult:
+    """Call every registered analyzer (or those in `only`) on each flow, then `finish` with all flows."""
+    runner = _Runner(knowledge, only)
+    seen: list[Flow] = []
+    for flow in flows:
+        seen.append(flow)
+        for analyzer in runner.analyzers:
+            runner.call(analyzer, "on_flow", flow, f"flow {flow.id}")
+    for analyzer in runner.analyzers:
+        runner.call(analyzer, "finish", seen, "finish")
+
+    unique: dict[str, Finding] = {}
+    for finding in runner.findings:
+        unique.setdefault(finding.id, finding)
+    findings = sorted(unique.values(),
+                      key=lambda f: (f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id))
+    return AnalysisResult(findings, flow_labels(seen, findings), runner.summary_errors())
+
+
+def flow_labels(flows: Iterable[Flow], findings: Iterable[Finding]) -> dict[str, dict]:
+    """Per flow: app (from "app" findings), payload_class and entropy (from "payload-class" findings);
+    where analyzers disagree, the most confident finding wins."""
+    labels = {f.id: {"app": "unknown", "payload_class": None, "entropy": None} for f in flows}
+    best: dict[tuple[str, str], float] = {}
+    for f in findings:
+        if f.flow is None or f.kind not in ("app", "payload-class"):
+            continue
+        key = (f.flow, f.kind)
+        if key in best and best[key] >= f.confidence:
+            continue
+        best[key] = f.confidence
+        row = labels.setdefault(f.flow, {"app": "unknown", "payload_class": None, "entropy": None})
+        if f.kind == "app" and f.observable == "service":
+            row["app"] = str(f.value)
+        elif f.kind == "payload-class" and isinstance(f.value, dict):
+            row["payload_class"] = f.value.get("class")
+            row["entropy"] = f.value.get("entropy")
+    return labels
+
+
+def findings_document(observation: Observation, result: AnalysisResult) -> dict:
+    """The findings JSON document (schema harness.findings/1)."""
+    default = {"app": "unknown", "payload_class": None, "entropy": None}
+    flows = []
+    for flow in observation.flows:
+        label = result.flow_labels.get(flow.id, default)
+        flows.append({
+            "id": flow.id, "proto": flow.proto, "src": flow.src, "dst": flow.dst,
+            "packets": flow.total_packets, "bytes": flow.total_bytes,
+            "first_seen": round(flow.first_seen, 6), "last_seen": round(flow.last_seen, 6),
+            "app": label.get("app", "unknown"), "payload_class": label.get("payload_class"),
+            "entropy": label.get("entropy"),
+        })
+    return {
+        "schema": SCHEMA,
+        "captures": list(observation.captures),
+        "flows": flows,
+        "findings": [f.to_json() for f in result.findings],
+        "skipped": {reason: int(count) for reason, count in sorted(observation.skipped.items())},
+        "notes": list(observation.notes),
+        "errors": list(result.errors),
+    }

@@ -1,0 +1,131 @@
+"""What a tap learns without reading any payload: who talks to whom (addresses, ports, flow graph),
+when each message-sized burst went and how large it was, and how many messages each client sent.
+
+Message bursts come from `textscan.message_bursts` (TLS and relay framing stripped, which needs no
+keys). Sees only observed flows; never imports the simulator, its truth, or the scorer.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from harness.analyzers import register
+from harness.analyzers.interface import Analyzer, Finding
+from harness.analyzers.textscan import StreamClock, message_bursts, stream_layout
+from harness.observe.model import CLIENT, Flow
+
+ID = "metadata.flows"
+DIRECTION_NAMES = ("client", "server")
+
+WELL_KNOWN_PORTS = {25: "smtp", 465: "smtps", 587: "submission", 143: "imap", 993: "imaps", 110: "pop3",
+                    995: "pop3s", 80: "http", 443: "https", 53: "dns", 22: "ssh", 3101: "bes-relay"}
+
+# How far a burst's size can be trusted, by how the burst was cut out.
+_BURST_CONFIDENCE = {"relay-data-envelope": 0.9, "above-control-size": 0.7, "largest-client-burst": 0.5}
+
+
+@dataclass
+class _Sent:
+    """Per flow, what its client sent in message-sized bursts (kept for finish(), payload may be gone)."""
+
+    client: str
+    messages: int = 0
+    bytes: int = 0
+    first_time: float | None = None
+
+
+@register
+class FlowMetadata(Analyzer):
+    """Addresses, ports, message timing and sizes, per-client volume and the flow graph."""
+
+    id = ID
+    description = ("Reports each flow's server address, client address and port hint, the time and size of every "
+                   "message-sized burst (framing stripped), per-client message volume and who opened flows to whom.")
+
+    def __init__(self, knowledge) -> None:
+        super().__init__(knowledge)
+        self._sent: dict[str, _Sent] = {}
+
+    def _finding(self, flow: Flow | None, observable: str, kind: str, value, confidence: float,
+                 **evidence) -> Finding:
+        return Finding(analyzer=ID, observable=observable, kind=kind, flow=flow.id if flow else None, value=value,
+                       evidence=evidence, confidence=confidence)
+
+    def on_flow(self, flow: Flow) -> Iterable[Finding]:
+        # Facts about the whole flow carry its span, not a "time": they hold for every message in it.
+        span = {"first_seen": round(flow.first_seen, 6), "last_seen": round(flow.last_seen, 6)}
+        out = [
+            self._finding(flow, "endpoint", "server-address", flow.dst, 0.95 if flow.handshake else 0.7,
+                          rule="flow-responder", **span),
+            self._finding(flow, "device", "client-address", flow.src_ip, 0.95 if flow.handshake else 0.7,
+                          rule="flow-initiator", **span),
+        ]
+        if flow.dport in WELL_KNOWN_PORTS:
+            out.append(self._finding(flow, "service", "port-hint", WELL_KNOWN_PORTS[flow.dport], 0.5,
+                                     rule="well-known-port", port=flow.dport, **span))
+        elif not flow.handshake and flow.sport in WELL_KNOWN_PORTS:  # mid-stream capture: sides may be swapped
+            out.append(self._finding(flow, "service", "port-hint", WELL_KNOWN_PORTS[flow.sport], 0.3,
+                                     rule="well-known-port-reversed", port=flow.sport, **span))
+
+        clock = StreamClock(flow)
+        layout = stream_layout(flow, clock)
+        sent = self._sent[flow.id] = _Sent(flow.src_ip)
+        for burst in message_bursts(layout):
+            t = round(burst.start_time, 3)
+            sizes_known = layout.tls_overhead_known or not layout.is_tls
+            confidence = _BURST_CONFIDENCE.get(burst.rule, 0.8 if sizes_known else 0.6)
+            pins = sorted({f"pin:{u.pin:08x}" for u in burst.units if u.pin is not None})
+            evidence = dict(rule=burst.rule, direction=DIRECTION_NAMES[burst.direction],
+                            time=round(burst.start_time, 6), end_time=round(burst.end_time, 6),
+                            packets=clock.packets(burst.direction, burst.offset, burst.end),
+                            offset=burst.offset, length=burst.end - burst.offset, layer=burst.layer,
+                            units=len(burst.units), device=flow.src_ip)
+            if pins:
+                evidence["pins"] = pins
+            out.append(self._finding(flow, "timing", "message-burst", {"time": t}, confidence, **evidence))
+            out.append(self._finding(flow, "size", "message-burst", {"time": t, "bytes": burst.payload},
+                                     confidence, **evidence))
+            if burst.direction == CLIENT:
+                sent.messages += 1
+                sent.bytes += burst.payload
+                sent.first_time = burst.start_time if sent.first_time is None else sent.first_time
+        return out
+
+    def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
+        out: list[Finding] = []
+        volume: dict[str, dict] = defaultdict(lambda: {"messages": 0, "bytes": 0, "flows": 0, "sent": 0,
+                                                        "time": None})
+        graph: dict[tuple[str, str], dict] = defaultdict(lambda: {"flows": 0, "bytes": 0, "packets": 0,
+                                                                  "first": None, "last": None})
+        for flow in flows:
+            v = volume[flow.src_ip]
+            v["flows"] += 1
+            v["sent"] += flow.payload_bytes[CLIENT]
+            sent = self._sent.get(flow.id)
+            if sent is not None:
+                v["messages"] += sent.messages
+                v["bytes"] += sent.bytes
+                if sent.first_time is not None:
+                    v["time"] = sent.first_time if v["time"] is None else min(v["time"], sent.first_time)
+            g = graph[(flow.src_ip, flow.dst)]
+            g["flows"] += 1
+            g["bytes"] += flow.total_bytes
+            g["packets"] += flow.total_packets
+            g["first"] = flow.first_seen if g["first"] is None else min(g["first"], flow.first_seen)
+            g["last"] = flow.last_seen if g["last"] is None else max(g["last"], flow.last_seen)
+        for ip in sorted(volume):
+            v = volume[ip]
+            evidence = {"rule": "client-message-bursts", "flows": v["flows"], "payload_bytes_sent": v["sent"]}
+            if v["time"] is not None:
+                evidence["first_message_time"] = round(v["time"], 6)
+            out.append(self._finding(None, "volume", "per-client-volume",
+                                     {"endpoint": ip, "messages": v["messages"], "bytes": v["bytes"]}, 0.7,
+                                     **evidence))
+        for (client, server) in sorted(graph):
+            g = graph[(client, server)]
+            out.append(self._finding(None, "endpoint", "flow-graph",
+                                     {"client": client, "server": server, "flows": g["flows"], "bytes": g["bytes"]},
+                                     0.95, rule="flow-graph", first_seen=round(g["first"], 6),
+                                     last_seen=round(g["last"], 6), packets=g["packets"]))
+        return out

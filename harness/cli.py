@@ -1,0 +1,139 @@
+"""Command-line interface: list, simulate, analyze, attack. Input errors: one line on stderr, exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+SCENARIO_DIR = Path("scenarios")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise HarnessError(f"{self.prog}: {message} (try --help)")
+
+
+def _scenario_paths(names: list[str]) -> list[Path]:
+    from harness.scenario.load import find_scenarios
+
+    if not names:
+        found = find_scenarios(SCENARIO_DIR)
+        if not found:
+            raise HarnessError(f"no scenarios found in {SCENARIO_DIR}/")
+        return found
+    out = []
+    for n in names:
+        p = Path(n)
+        if p.suffix != ".toml":
+            p = SCENARIO_DIR / f"{n}.toml"
+        if not p.exists():
+            raise HarnessError("no such scenario", path=str(p))
+        out.append(p)
+    return out
+
+
+def cmd_list(args) -> int:
+    from harness.scenario.load import load_scenario
+
+    for p in _scenario_paths([]):
+        sc = load_scenario(p)
+        print(f"{sc.name:24} {sc.description}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from harness.pipeline import load_all
+    from harness.sim.simulate import simulate, write_outputs
+
+    scenarios = load_all(_scenario_paths(args.names))
+    for sc in scenarios:
+        res = simulate(sc)
+        paths = write_outputs(res, args.output, sc.name)
+        print(f"{sc.name}: {len(res.frames)} packets, {len(res.truth.messages)} messages -> {paths['pcap']}")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from harness.pipeline import analyze_captures
+    from harness.reporting.atomic import write_atomic
+
+    doc = analyze_captures(args.captures, args.keys)
+    text = json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n"
+    if args.json:
+        write_atomic(args.json, text)
+    flows, findings = doc["flows"], doc["findings"]
+    print(f"{len(flows)} flows, {len(findings)} findings, skipped: "
+          + (", ".join(f"{k}={v}" for k, v in sorted(doc["skipped"].items())) or "none"))
+    for note in doc.get("notes", []):
+        print(f"note: {note}")
+    by_obs: dict[str, int] = {}
+    for f in findings:
+        by_obs[f["observable"]] = by_obs.get(f["observable"], 0) + 1
+    for obs, n in sorted(by_obs.items()):
+        print(f"  {obs:10} {n} findings")
+    if args.print_json:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_attack(args) -> int:
+    from harness.pipeline import load_all, run_scenario
+    from harness.reporting import reporters
+    from harness.reporting.atomic import write_atomic
+
+    started = time.perf_counter()
+    scenarios = load_all(_scenario_paths(args.names))
+    reports = []
+    for sc in scenarios:
+        t0 = time.perf_counter()
+        reports.append(run_scenario(sc, args.captures, args.reports))
+        print(f"{sc.name}: {reports[-1]['capture']['packets']} packets, {reports[-1]['capture']['messages']} "
+              f"messages, {reports[-1]['capture']['findings']} findings ({time.perf_counter() - t0:.1f} s)",
+              file=sys.stderr)
+    render = reporters()
+    write_atomic(Path(args.reports) / "summary.md", render["markdown"](reports))
+    print(render["table"](reports))
+    print(f"reports in {args.reports}/ (summary.md, NAME.json); captures in {args.captures}/; "
+          f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="harness", description="What can a state that taps the links learn about a messaging system?")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("list", help="list the scenarios")
+    s.set_defaults(func=cmd_list)
+    s = sub.add_parser("simulate", help="write captures/NAME.pcap and NAME.truth.json for scenarios")
+    s.add_argument("names", nargs="*", help="scenario names or .toml paths (default: all)")
+    s.add_argument("-o", "--output", default="captures", help="output folder (default: captures)")
+    s.set_defaults(func=cmd_simulate)
+    s = sub.add_parser("analyze", help="analyze captures as the passive adversary (no truth needed)")
+    s.add_argument("captures", nargs="+", help="pcap or pcapng files (several are merged in time order)")
+    s.add_argument("--keys", help="keys the adversary holds (harness.keys/1 JSON)")
+    s.add_argument("--json", help="write the harness.findings/1 document here")
+    s.add_argument("--print-json", action="store_true", help="print the findings document to stdout")
+    s.set_defaults(func=cmd_analyze)
+    s = sub.add_parser("attack", help="simulate, analyze and score scenarios; print the verdict table")
+    s.add_argument("names", nargs="*", help="scenario names or .toml paths (default: all)")
+    s.add_argument("--captures", default="captures")
+    s.add_argument("--reports", default="reports")
+    s.set_defaults(func=cmd_attack)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,49 @@
+"""reports/summary.md: the verdict table and, per scenario, the evidence behind each verdict."""
+from __future__ import annotations
+
+import json
+
+from harness.observables import OBSERVABLES
+from harness.reporting import reporter
+
+ICON = {"visible": "**visible**", "partial": "partial", "hidden": "hidden", "n/a": "n/a"}
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+@reporter("markdown")
+def render(reports: list[dict]) -> str:
+    out = ["# What a passive adversary on the tapped links learns", "",
+           "Verdict per observable, with the adversary's advantage over guessing "
+           "((accuracy - chance) / (1 - chance)). How each is measured: docs/scoring.md.", "",
+           _row(["scenario", *OBSERVABLES]), _row(["---"] * (len(OBSERVABLES) + 1))]
+    for r in reports:
+        broken = {b["observable"] for b in r.get("policy", {}).get("breaks", [])}
+        cells = []
+        for o in OBSERVABLES:
+            obs = r["observables"][o]
+            c = ICON[obs["verdict"]]
+            if obs["verdict"] in ("visible", "partial"):
+                c += f" {obs['advantage']:.2f}"
+            cells.append(c + (" (policy broken)" if o in broken else ""))
+        out.append(_row([r["scenario"], *cells]))
+    for r in reports:
+        out += ["", f"## {r['scenario']} (seed {r['seed']})", ""]
+        if r.get("description"):
+            out += [r["description"], ""]
+        breaks = r.get("policy", {}).get("breaks", [])
+        if breaks:
+            out.append("Policy broken: " + "; ".join(f"{b['observable']} ({b['rule']}: {b['verdict']}, "
+                                                   f"advantage {b['advantage']:.2f})" for b in breaks))
+            out.append("")
+        out += [_row(["observable", "verdict", "advantage", "accuracy", "chance", "n", "first evidence"]),
+                _row(["---"] * 7)]
+        for o in OBSERVABLES:
+            obs = r["observables"][o]
+            ev = obs["evidence"][0] if obs["evidence"] else None
+            ev_text = json.dumps(ev, sort_keys=True)[:160].replace("|", "\\|") if ev else ""
+            out.append(_row([o, obs["verdict"], f"{obs['advantage']:.3f}", f"{obs['accuracy']:.3f}",
+                             f"{obs['chance']:.3f}", str(obs["n"]), f"`{ev_text}`" if ev_text else ""]))
+    return "\n".join(out) + "\n"

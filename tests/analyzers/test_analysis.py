@@ -1,0 +1,127 @@
+"""harness.analysis: running every analyzer, containing failures, and the findings document."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from harness.analysis import AnalysisResult, findings_document, run_analyzers
+from harness.analyzers import Analyzer, Finding, _REGISTRY, register, registry
+from harness.errors import HarnessError
+from harness.observe.model import Observation
+
+from .conftest import C, make_flow, smtp_chunks
+
+OURS = ["metadata.flows", "payload.dpi", "payload.entropy"]
+
+
+@pytest.fixture
+def broken_analyzer():
+    """An analyzer that fails on every flow, registered for one test and then removed."""
+
+    @register
+    class Broken(Analyzer):
+        id = "test.broken"
+        description = "fails on purpose"
+
+        def on_flow(self, flow):
+            yield Finding(analyzer=self.id, observable="content", kind="text", flow=flow.id, value="half")
+            raise RuntimeError(f"boom on {flow.proto}")
+
+    yield Broken
+    _REGISTRY.pop("test.broken", None)
+
+
+@pytest.fixture
+def flows():
+    return [make_flow(smtp_chunks(100.0), src=("10.1.0.5", 40001)),
+            make_flow([(5.0, C, b"\x00" * 10)], proto="udp", src=("10.1.0.6", 999), dst=("10.9.0.9", 9999)),
+            make_flow([], start=7.0, end=7.1, src=("10.1.0.7", 40002), dst=("10.9.0.25", 443))]
+
+
+def test_our_analyzers_are_registered_under_stable_ids():
+    assert set(OURS) <= set(registry())
+
+
+def test_an_analyzer_exception_is_contained_and_recorded(broken_analyzer, flows, knowledge):
+    result = run_analyzers(flows, knowledge)
+    assert "test.broken" in registry()
+    assert len(result.errors) == len(flows)
+    assert result.errors[0].startswith("test.broken: RuntimeError: boom on tcp")
+    assert not any(f.analyzer == "test.broken" for f in result.findings)  # a failed call's findings are dropped
+    assert {f.analyzer for f in result.findings} == set(OURS)  # the others ran on every flow
+    assert result.flow_labels[flows[0].id]["app"] == "smtp"
+
+
+def test_a_failing_finish_and_a_non_finding_are_contained(knowledge, flows):
+    @register
+    class Sloppy(Analyzer):
+        id = "test.sloppy"
+
+        def on_flow(self, flow):
+            return ["not a finding"]
+
+        def finish(self, flows):
+            raise ValueError("no")
+
+    try:
+        result = run_analyzers(flows, knowledge, only=["test.sloppy", "metadata.flows"])
+    finally:
+        _REGISTRY.pop("test.sloppy", None)
+    assert result.errors[0].startswith("test.sloppy: TypeError: on_flow yielded str, not Finding")
+    assert result.errors[-1] == "test.sloppy: ValueError: no (finish)"
+    assert {f.analyzer for f in result.findings} == {"metadata.flows"}
+
+
+def test_findings_are_deduplicated_and_sorted(flows, knowledge):
+    twice = run_analyzers(flows + [flows[0]], knowledge)
+    once = run_analyzers(flows, knowledge)
+    ids = [f.id for f in twice.findings]
+    assert len(ids) == len(set(ids))
+    assert [f.id for f in once.findings if f.flow is not None] == [f.id for f in twice.findings if f.flow is not None]
+    keys = [(f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id) for f in once.findings]
+    assert keys == sorted(keys)
+    assert once.findings[0].flow is None  # the cross-flow findings (volume, flow graph) come first
+
+
+def test_only_selects_analyzers_and_rejects_unknown_ids(flows, knowledge):
+    result = run_analyzers(flows, knowledge, only=["payload.entropy"])
+    assert {f.analyzer for f in result.findings} == {"payload.entropy"}
+    (entropy,) = [f for f in result.findings if f.flow == flows[0].id]
+    assert result.flow_labels[flows[0].id] == {"app": "unknown", "payload_class": "plaintext",  # no payload.dpi
+                                               "entropy": entropy.value["entropy"]}
+    assert 4.0 < entropy.value["entropy"] < 6.0
+    with pytest.raises(HarnessError, match="no.such"):
+        run_analyzers(flows, knowledge, only=["no.such"])
+
+
+def test_flow_labels_fold_app_class_and_entropy(flows, knowledge):
+    labels = run_analyzers(flows, knowledge).flow_labels
+    assert labels[flows[0].id]["app"] == "smtp" and labels[flows[0].id]["payload_class"] == "plaintext"
+    assert labels[flows[1].id]["app"] == "unknown" and labels[flows[1].id]["payload_class"] == "plaintext"
+    assert labels[flows[2].id] == {"app": "unknown", "payload_class": "empty", "entropy": 0.0}
+
+
+def test_findings_document_has_exactly_the_schema(flows, knowledge):
+    observation = Observation(captures=["captures/x.pcap"], flows=flows, packets=42,
+                              skipped=Counter({"arp": 3, "icmp": 1}), notes=["a note"])
+    result = run_analyzers(flows, knowledge)
+    result.errors.append("x.y: KeyError: 'z' (finish)")
+    doc = findings_document(observation, result)
+    assert list(doc) == ["schema", "captures", "flows", "findings", "skipped", "notes", "errors"]
+    assert doc["schema"] == "harness.findings/1" and doc["captures"] == ["captures/x.pcap"]
+    assert doc["skipped"] == {"arp": 3, "icmp": 1} and doc["notes"] == ["a note"]
+    assert doc["errors"] == ["x.y: KeyError: 'z' (finish)"]
+    row = doc["flows"][0]
+    assert list(row) == ["id", "proto", "src", "dst", "packets", "bytes", "first_seen", "last_seen", "app",
+                         "payload_class", "entropy"]
+    f0 = flows[0]
+    assert row["id"] == f0.id and row["packets"] == f0.total_packets and row["bytes"] == f0.total_bytes
+    assert row["first_seen"] == round(f0.first_seen, 6) and row["app"] == "smtp"
+    assert doc["findings"] == [f.to_json() for f in result.findings]
+    assert json.loads(json.dumps(doc)) == doc  # plain JSON all the way down
+
+
+def test_result_defaults():
+    assert AnalysisResult() == AnalysisResult(findings=[], flow_labels={}, errors=[])

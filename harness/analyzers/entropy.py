@@ -17,11 +17,11 @@ import numpy as np
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.analyzers.textscan import (
-    TLS_APPLICATION_DATA, StreamLayout, count_of, inflate, message_bursts, parse_dns_question, printable_fraction,
-    stream_layout,
-)
+from harness.observe.bursts import StreamLayout, message_bursts, stream_layout
+from harness.observe.dns import parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
+from harness.observe.text import count_of, inflate, printable_fraction
+from harness.observe.tls_wire import TLS_APPLICATION_DATA
 
 ID = "payload.entropy"
 DIRECTION_NAMES = ("client", "server")

@@ -1,7 +1,7 @@
 """What a tap learns without reading any payload: who talks to whom (addresses, ports, flow graph),
 when each message-sized burst went and how large it was, and how many messages each client sent.
 
-Message bursts come from `textscan.message_bursts` (TLS and relay framing stripped, which needs no
+Message bursts come from `message_bursts` (TLS and relay framing stripped, which needs no
 keys). Sees only observed flows; never imports the simulator, its truth, or the scorer.
 """
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Iterable, Sequence
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.analyzers.textscan import StreamClock, message_bursts, stream_layout
+from harness.observe.bursts import message_bursts, stream_layout
 from harness.observe.model import CLIENT, Flow
+from harness.observe.stream_clock import StreamClock
 
 ID = "metadata.flows"
 DIRECTION_NAMES = ("client", "server")

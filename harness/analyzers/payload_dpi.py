@@ -17,11 +17,21 @@ from typing import Iterable
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.analyzers.textscan import (
-    TLS_VERSION_NAMES, StreamClock, StreamLayout, as_text, canary_tokens, email_addresses, excerpt, inflate,
-    lines, parse_dns_question, printable_fraction, stream_layout, text_spans,
-)
+from harness.observe.bursts import StreamLayout, stream_layout
+from harness.observe.dns import parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
+from harness.observe.stream_clock import StreamClock
+from harness.observe.text import (
+    as_text,
+    canary_tokens,
+    email_addresses,
+    excerpt,
+    inflate,
+    lines,
+    printable_fraction,
+    text_spans,
+)
+from harness.observe.tls_wire import TLS_VERSION_NAMES
 
 ID = "payload.dpi"
 DIRECTION_NAMES = ("client", "server")

@@ -9,8 +9,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
-from harness.scoring.association import (Index, credit, device_identities, device_owner, finding_time,
-                                         host_of, identity_owner, message_excerpt, norm, user_identities)
+from harness.scoring.association import (
+    Index,
+    credit,
+    device_identities,
+    device_owner,
+    finding_time,
+    host_of,
+    identity_owner,
+    message_excerpt,
+    norm,
+    user_identities,
+)
 from harness.scoring.verdict import Measurement
 from harness.sim.truth import Truth
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from harness.analysis import AnalysisResult, findings_document, run_analyzers
-from harness.analyzers import Analyzer, Finding, _REGISTRY, register, registry
+from harness.analyzers import _REGISTRY, Analyzer, Finding, register, registry
 from harness.errors import HarnessError
 from harness.observe.model import Observation
 

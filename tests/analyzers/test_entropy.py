@@ -9,9 +9,25 @@ import zlib
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from harness.analyzers.entropy import byte_stats, chi2_upper_tail, classify, expected_random_entropy
+from harness.analyzers.entropy import (
+    byte_stats,
+    chi2_upper_tail,
+    classify,
+    expected_random_entropy,
+)
 
-from .conftest import C, MESSAGE, S, TOKEN, encrypt_chunks, envelope, make_flow, run, sealed, smtp_chunks
+from .conftest import (
+    MESSAGE,
+    TOKEN,
+    C,
+    S,
+    encrypt_chunks,
+    envelope,
+    make_flow,
+    run,
+    sealed,
+    smtp_chunks,
+)
 
 RNG = random.Random(20240601)  # fixed bytes: no flaky statistics
 

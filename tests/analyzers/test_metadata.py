@@ -6,7 +6,17 @@ import random
 import pytest
 
 from .conftest import (
-    C, MESSAGE, S, STUFFED, T_DATA_BODY, encrypt_chunks, make_flow, pick, relay_chunks, run, smtp_chunks,
+    MESSAGE,
+    STUFFED,
+    T_DATA_BODY,
+    C,
+    S,
+    encrypt_chunks,
+    make_flow,
+    pick,
+    relay_chunks,
+    run,
+    smtp_chunks,
 )
 
 RNG = random.Random(20240601)  # fixed bytes: no flaky statistics

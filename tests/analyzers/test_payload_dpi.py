@@ -6,11 +6,26 @@ import zlib
 
 import pytest
 
-from harness.analyzers.textscan import handshake_messages, parse_client_hello, tls_records
+from harness.observe.tls_wire import handshake_messages, parse_client_hello, tls_records
 
 from .conftest import (
-    C, MESSAGE, S, SNI, SUBJECT, T_DATA_BODY, T_MAIL, T_RCPT, TOKEN, client_hello, encrypt_chunks,
-    envelope, make_flow, pick, run, sealed, smtp_chunks,
+    MESSAGE,
+    SNI,
+    SUBJECT,
+    T_DATA_BODY,
+    T_MAIL,
+    T_RCPT,
+    TOKEN,
+    C,
+    S,
+    client_hello,
+    encrypt_chunks,
+    envelope,
+    make_flow,
+    pick,
+    run,
+    sealed,
+    smtp_chunks,
 )
 
 DPI = "payload.dpi"

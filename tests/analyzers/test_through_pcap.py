@@ -11,7 +11,17 @@ except ImportError:  # the capture reader is written in parallel with the analyz
 from harness.analysis import findings_document, run_analyzers
 
 from .conftest import (
-    C, S, STUFFED, SUBJECT, T_DATA_BODY, T_MAIL, TOKEN, encrypt_chunks, pick, relay_chunks, smtp_chunks,
+    STUFFED,
+    SUBJECT,
+    T_DATA_BODY,
+    T_MAIL,
+    TOKEN,
+    C,
+    S,
+    encrypt_chunks,
+    pick,
+    relay_chunks,
+    smtp_chunks,
 )
 
 pytestmark = pytest.mark.skipif(observe is None, reason="harness.observe.observe is not importable yet")

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Iterable, Sequence
 
 import pytest
-
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 

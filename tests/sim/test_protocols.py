@@ -1,12 +1,26 @@
 """Each sans-IO engine round-trips messages between two endpoints in memory."""
-from cryptography.exceptions import InvalidTag
 import pytest
+from cryptography.exceptions import InvalidTag
 
-from harness.sim.crypto import NonceSequence, aead_open, aead_seal, device_key, server_identity
+from harness.sim.crypto import (
+    NonceSequence,
+    aead_open,
+    aead_seal,
+    device_key,
+    server_identity,
+)
 from harness.sim.protocols.interface import converse
 from harness.sim.protocols.relay import RelayDevice, RelayServer
-from harness.sim.protocols.relay_envelope import ACK, DATA_DOWN, DATA_UP, KEEPALIVE, Envelope, EnvelopeDecoder
-from harness.sim.protocols.smtp import Envelope as SmtpEnvelope, SmtpClient, SmtpServer, dot_stuff, dot_unstuff
+from harness.sim.protocols.relay_envelope import (
+    ACK,
+    DATA_DOWN,
+    DATA_UP,
+    KEEPALIVE,
+    Envelope,
+    EnvelopeDecoder,
+)
+from harness.sim.protocols.smtp import Envelope as SmtpEnvelope
+from harness.sim.protocols.smtp import SmtpClient, SmtpServer, dot_stuff, dot_unstuff
 from harness.sim.protocols.tls import TlsLayer, client_context, server_context
 
 MAIL = b"From: a@x\r\nTo: b@x\r\nSubject: test\r\n\r\nline one\r\n.starts with a dot\r\n..two\r\n"

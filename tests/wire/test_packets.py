@@ -1,12 +1,22 @@
 """The fast frame builder must equal scapy's construction byte for byte; checksums must verify."""
 import ipaddress
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from harness.wire.packets import ACK, FIN, PSH, SYN, TcpPacket, build_frame, internet_checksum, scapy_frame
+from harness.wire.packets import (
+    ACK,
+    FIN,
+    PSH,
+    SYN,
+    TcpPacket,
+    build_frame,
+    internet_checksum,
+    scapy_frame,
+)
 from harness.wire.pcap_writer import write_pcap
 
 v4 = st.integers(1, 2**32 - 2).map(lambda n: str(ipaddress.IPv4Address(n)))

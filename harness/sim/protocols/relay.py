@@ -6,7 +6,14 @@ whatever the service layer hands over: clear text, or sealed end-to-end with the
 """
 from __future__ import annotations
 
-from harness.sim.protocols.relay_envelope import ACK, DATA_DOWN, DATA_UP, KEEPALIVE, Envelope, EnvelopeDecoder
+from harness.sim.protocols.relay_envelope import (
+    ACK,
+    DATA_DOWN,
+    DATA_UP,
+    KEEPALIVE,
+    Envelope,
+    EnvelopeDecoder,
+)
 
 
 class _RelayPeer:

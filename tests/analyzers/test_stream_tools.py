@@ -1,4 +1,4 @@
-"""textscan: offset -> time, printable text, TLS and relay framing, message bursts."""
+"""Stream tools of the observe tier: offset -> time, printable text, TLS and relay framing, message bursts."""
 from __future__ import annotations
 
 import random
@@ -6,12 +6,14 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.analyzers.textscan import (
-    StreamClock, canary_tokens, excerpt, find_relay_start, parse_client_hello, parse_dns_question,
-    parse_server_hello, relay_envelopes, message_bursts, stream_layout, text_spans, tls_records,
-)
+from harness.observe.bursts import message_bursts, stream_layout
+from harness.observe.dns import parse_dns_question
+from harness.observe.relay_wire import find_relay_start, relay_envelopes
+from harness.observe.stream_clock import StreamClock
+from harness.observe.text import canary_tokens, excerpt, text_spans
+from harness.observe.tls_wire import parse_client_hello, parse_server_hello, tls_records
 
-from .conftest import C, S, TOKEN, client_hello, envelope, make_flow
+from .conftest import TOKEN, C, S, client_hello, envelope, make_flow
 
 RNG = random.Random(20240601)  # fixed bytes: no flaky statistics
 

@@ -107,5 +107,5 @@ def credit(candidates: list[str], truths: set[str], canon: dict[str, str] | None
 
 
 def message_excerpt(m: TruthMessage) -> dict:
-    return {"message": m.id, "kind": m.kind, "sender": m.sender, "recipient": m.recipient,
+    return {"message": m.id, "message_kind": m.kind, "sender": m.sender, "recipient": m.recipient,
             "send_time": m.send_time}

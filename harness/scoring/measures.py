@@ -21,6 +21,7 @@ from harness.scoring.association import (
     norm,
     user_identities,
 )
+from harness.scoring.anonymity import CANDIDATE_KINDS, messages_to_link, sender_anonymity
 from harness.scoring.verdict import Measurement
 from harness.sim.truth import Truth
 
@@ -126,6 +127,8 @@ def contacts(truth: Truth, idx: Index) -> Measurement:
     true_pairs = {(m.sender, m.recipient) for m in truth.messages if m.legs and m.sender != m.recipient}
     guessed, by_pair = set(), {}
     for f in idx.of("contacts"):
+        if f["kind"] in CANDIDATE_KINDS:
+            continue  # a per-message sender distribution, not a contact claim (see anonymity.py)
         v = f["value"] if isinstance(f["value"], dict) else {}
         s, r = owner.get(norm(v.get("sender", ""))), owner.get(norm(v.get("recipient", "")))
         pair = (s or f"?{v.get('sender')}", r or f"?{v.get('recipient')}")
@@ -143,7 +146,20 @@ def contacts(truth: Truth, idx: Index) -> Measurement:
                 for pair in sorted(guessed & true_pairs)[:5]]
     return Measurement(f1, 2 * p / (1 + p), len(true_pairs), evidence,
                        {"precision": round(precision, 4), "recall": round(recall, 4),
-                        "true_pairs": len(true_pairs), "guessed_pairs": len(guessed)})
+                        "true_pairs": len(true_pairs), "guessed_pairs": len(guessed),
+                        **_contact_extras(truth, idx, owner, true_pairs)})
+
+
+def _contact_extras(truth: Truth, idx: Index, owner: dict, true_pairs: set) -> dict:
+    """Anonymity per message and messages needed per link (harness/scoring/anonymity.py)."""
+    out = {}
+    anonymity = sender_anonymity(truth, idx, owner)
+    if anonymity:
+        out["sender_anonymity"] = anonymity
+    needed = messages_to_link(truth, idx, owner, true_pairs)
+    if needed:
+        out["messages_to_link"] = needed
+    return out
 
 
 @measure("timing")

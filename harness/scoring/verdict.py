@@ -1,6 +1,6 @@
 """From a measurement to a verdict: visible, partial or hidden, with the advantage over guessing.
 
-advantage = (accuracy - chance) / (1 - chance). The verdict is
+advantage = max(0, (accuracy - chance) / (1 - chance)). The verdict is
   - "n/a"      when there is nothing to measure (no message of that kind crossed a tapped link);
   - "hidden"   when the adversary does no better than chance beyond sampling noise: the lower bound
                of the 95% Wilson interval on its accuracy (n trials) is at or below chance;
@@ -36,9 +36,10 @@ def wilson_interval(p: float, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def advantage(accuracy: float, chance: float) -> float:
+    """Clamped at 0: an adversary who does worse than guessing can always guess instead."""
     if chance >= 1.0:
         return 0.0
-    return (accuracy - chance) / (1.0 - chance)
+    return max(0.0, (accuracy - chance) / (1.0 - chance))
 
 
 def decide(m: Measurement) -> str:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: attack test bench clean
+.PHONY: attack test gate bench clean
 
 # The venv is rebuilt when missing or older than pyproject.toml.
 $(STAMP): pyproject.toml
@@ -19,8 +19,14 @@ attack: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Every scenario, then the release gate against the committed baseline (exit 1 on a regression).
+gate: $(STAMP)
+	$(BIN)/harness attack
+	$(BIN)/harness gate --baseline reports/baseline.json --reports reports --junit reports/gate.junit.xml --markdown reports/gate.md
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) captures/*.pcap captures/*.json reports/*.json reports/*.md
+	rm -rf $(VENV) captures/*.pcap captures/*.json reports/*.md reports/*.xml \
+		$(filter-out reports/baseline.json,$(wildcard reports/*.json))

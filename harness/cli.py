@@ -1,4 +1,4 @@
-"""Command-line interface: list, simulate, analyze, attack. Input errors: one line on stderr, exit 2."""
+"""Command-line interface: list, simulate, analyze, attack, gate, score. Input errors: one line on stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -97,9 +97,25 @@ def cmd_attack(args) -> int:
     render = reporters()
     write_atomic(Path(args.reports) / "summary.md", render["markdown"](reports))
     print(render["table"](reports))
+    broken = [f"{r['scenario']} {b['observable']} ({b['rule']}: {b['verdict']})"
+              for r in reports for b in r.get("policy", {}).get("breaks", [])]
+    if broken:
+        print(f"policy broken ({len(broken)}): " + "; ".join(broken))
     print(f"reports in {args.reports}/ (summary.md, NAME.json); captures in {args.captures}/; "
           f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
+
+
+def cmd_gate(args) -> int:
+    from harness.gate_io import run_gate
+
+    return run_gate(args)
+
+
+def cmd_score(args) -> int:
+    from harness.gate_io import run_score
+
+    return run_score(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--captures", default="captures")
     s.add_argument("--reports", default="reports")
     s.set_defaults(func=cmd_attack)
+    s = sub.add_parser("gate", help="compare reports with the baseline and policies; exit 1 on a regression",
+                       description="Exit 0: nothing leaks more than the baseline and every policy holds; "
+                                   "1: a regression or policy break (table on stdout); 2: usage or input error.")
+    s.add_argument("--baseline", default="reports/baseline.json", help="baseline file (default: %(default)s)")
+    s.add_argument("--reports", default="reports", help="folder of NAME.json reports (default: %(default)s)")
+    s.add_argument("--update", action="store_true", help="rewrite the baseline from the reports, say what changed")
+    s.add_argument("--strict", action="store_true", help="fail when a baseline scenario has no current report")
+    s.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test case per scenario x observable)")
+    s.add_argument("--markdown", metavar="FILE", help="write a Markdown summary for a pull-request comment")
+    s.add_argument("--json", metavar="FILE", help="write the gate result as JSON (harness.gate/1)")
+    s.set_defaults(func=cmd_gate)
+    s = sub.add_parser("score", help="score your own capture against a truth file you wrote")
+    s.add_argument("captures", nargs="+", help="pcap or pcapng files")
+    s.add_argument("--truth", required=True, help="what was really sent (harness.truth/1 JSON, docs/report-schema.md)")
+    s.add_argument("--keys", help="keys the adversary holds (harness.keys/1 JSON)")
+    s.add_argument("--scenario", help="a scenario file whose [policy] applies")
+    s.add_argument("--reports", default="reports", help="write NAME.json here (default: %(default)s)")
+    s.set_defaults(func=cmd_score)
     return p
 
 

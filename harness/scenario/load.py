@@ -320,6 +320,9 @@ def load_scenario_text(text: str, path: str | Path) -> Scenario:
 
 def scenario_from_document(doc: dict[str, Any], path: str | Path) -> Scenario:
     """Check and build a scenario from an already parsed TOML document."""
+    from harness.plugins import load_protocol_plugins
+
+    load_protocol_plugins()  # protocol plugins name their service.protocol values before validation
     try:
         fields = read_section(doc, SCENARIO, "", Context.of(doc, path))
     except Invalid as err:

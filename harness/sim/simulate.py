@@ -30,7 +30,11 @@ def simulate(scenario) -> SimResult:
     ctx = SimContext(scenario, users, messages)
     planners = services()
     if scenario.service.protocol not in planners:
-        raise HarnessError(f"service.protocol: no simulator for {scenario.service.protocol!r}", path=scenario.path)
+        from harness.plugins import PLUGIN_ERRORS
+
+        why = PLUGIN_ERRORS.get(scenario.service.protocol, "")
+        raise HarnessError(f"service.protocol: no simulator for {scenario.service.protocol!r}"
+                           + (f" ({why})" if why else ""), path=scenario.path)
     plan = planners[scenario.service.protocol](ctx)
 
     packets = []

@@ -23,7 +23,11 @@ def service(name: str):
 
 
 def services() -> dict[str, Planner]:
+    """Every planner: the modules of this package, then the `harness.protocols` entry points."""
+    from harness.plugins import load_protocol_plugins
+
     for info in pkgutil.iter_modules(__path__):
         if info.name != "context":
             importlib.import_module(f"{__name__}.{info.name}")
+    load_protocol_plugins()
     return dict(_SERVICES)

@@ -26,12 +26,12 @@ from harness.observe.text import (
     canary_tokens,
     email_addresses,
     excerpt,
-    inflate,
     lines,
     printable_fraction,
     text_spans,
 )
 from harness.observe.tls_wire import TLS_VERSION_NAMES
+from harness.observe.transforms import undo_transforms
 
 ID = "payload.dpi"
 DIRECTION_NAMES = ("client", "server")
@@ -39,6 +39,7 @@ CONTENT_WINDOW = 4096  # bytes of text per content finding (the value cap)
 CONTENT_STEP = 4032  # windows overlap by 64 bytes so a token on a boundary is whole in one of them
 MAX_TOKENS_IN_EVIDENCE = 32
 MAX_TIMES = 256  # moments kept per repeated finding
+MAX_TRANSFORM_INPUT = 1 << 18  # bytes of one clear segment searched for encodings
 
 # --- protocol signatures (checked on the first bytes of each direction) ------------------------
 _SMTP_GREETING = re.compile(rb"220[ -]")
@@ -62,7 +63,6 @@ _BDAT = re.compile(rb"(?i)BDAT[ \t]+(\d+)([ \t]+LAST)?")
 # --- RFC 822 headers in any clear text ----------------------------------------------------------
 _KEY_HEADER = re.compile(rb"(?im)^(?:from|to|cc|subject)[ \t]*:")
 _FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:[ \t]*")
-_BASE64_RUN = re.compile(rb"(?:[A-Za-z0-9+/]{16,}={0,2}[ \t]*\r?\n)+[A-Za-z0-9+/]*={0,2}|[A-Za-z0-9+/]{32,}={0,2}")
 
 
 def identities(header_value: str) -> list[str]:
@@ -146,6 +146,7 @@ class _FlowDpi:
         self.data = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
         self.out: dict[str, Finding] = {}
         self.covered: tuple[list, list] = ([], [])  # stream ranges a protocol parser already reported
+        self.transformed: list[tuple[int, int, int, str]] = []  # (direction, offset, length, chain) undone
 
     # -- emitting -----------------------------------------------------------------------------
     def emit(self, observable: str, kind: str, value, *, rule: str, confidence: float,
@@ -472,10 +473,12 @@ class _FlowDpi:
                 if end <= start:
                     continue
                 segment = data[start:end]
-                inflated = inflate(segment)
-                if inflated is not None and printable_fraction(inflated[:4096]) > 0.85:
-                    self.scan_text(inflated, direction, start, len(segment), "zlib-inflated")
                 self.scan_text(segment, direction, start, len(segment), rule)
+                # Encoded or compressed regions (nested too): undone and read like clear text.
+                for result in undo_transforms(segment[:MAX_TRANSFORM_INPUT]):
+                    self.transformed.append((direction, start + result.offset, result.length, result.rule))
+                    self.scan_text(result.data, direction, start + result.offset, result.length,
+                                   f"{result.rule}-decoded", depth=1)
 
     def scan_text(self, data: bytes, direction: int, base: int, length: int, rule: str, depth: int = 0) -> None:
         """Content, headers and base64-wrapped text in the printable parts of `data`.
@@ -484,7 +487,7 @@ class _FlowDpi:
         -inflated) they locate the encoded bytes, and offsets inside are not stream offsets.
         """
         decoded = rule.endswith(("-decoded", "-inflated"))
-        confidence = {"relay-body": 0.9, "printable-run": 0.6}.get(rule, 0.7)
+        confidence = {"relay-body": 0.9, "printable-run": 0.6}.get(rule, 0.85 if decoded else 0.7)
         for s, e in text_spans(data):
             text = data[s:e]
             if decoded:
@@ -494,17 +497,6 @@ class _FlowDpi:
             for hs, he in header_blocks(text):
                 self.headers(text, hs, he, direction, base + (0 if decoded else s), confidence=0.8,
                              rule=f"{rule}-header", exact_offsets=not decoded)
-            if depth == 0 and len(text) >= 32:
-                for m in _BASE64_RUN.finditer(text):
-                    raw = re.sub(rb"\s+", b"", m.group())
-                    raw = raw[: len(raw) - len(raw) % 4]
-                    try:
-                        plain = base64.b64decode(raw, validate=True)
-                    except (binascii.Error, ValueError):
-                        continue
-                    if len(plain) >= 16 and printable_fraction(plain) > 0.85:
-                        where = (base, length) if decoded else (base + s + m.start(), m.end() - m.start())
-                        self.scan_text(plain, direction, where[0], where[1], "base64-decoded", depth + 1)
 
 
 def _uncovered(size: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -166,7 +166,7 @@ def test_base64_and_zlib_wrapped_text_is_unwrapped():
     found = run(DPI, make_flow([(1.0, C, b64)], dst=("10.9.0.9", 7000)))
     assert any(f.evidence["rule"] == "base64-decoded" and TOKEN in f.value for f in pick(found, "content"))
     found = run(DPI, make_flow([(1.0, C, zlib.compress(text.encode()))], dst=("10.9.0.9", 7000)))
-    (inflated,) = [f for f in pick(found, "content") if f.evidence["rule"] == "zlib-inflated"]
+    (inflated,) = [f for f in pick(found, "content") if f.evidence["rule"] == "zlib-decoded"]
     assert inflated.value == text and inflated.evidence["tokens"] == [TOKEN]
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks and the leak zoo: run with `make bench` or `python -m bench.leakzoo`."""

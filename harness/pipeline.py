@@ -34,6 +34,8 @@ def run_scenario(scenario, captures_dir: str | Path = "captures", reports_dir: s
                  json.dumps(findings, indent=1, sort_keys=True, default=str) + "\n")
     report = score(sim.truth, findings, scenario.policy)
     report["description"] = scenario.description
+    if sim.costs:
+        report["costs"] = sim.costs  # what the scenario's [defences] cost (harness/sim/defences.py)
     report["capture"] = {"pcap": str(paths["pcap"]), "truth": str(paths["truth"]),
                          "packets": len(sim.frames), "messages": len(sim.truth.messages),
                          "flows": len(findings["flows"]), "findings": len(findings["findings"]),

@@ -33,6 +33,7 @@ def render(reports: list[dict]) -> str:
         out += ["", f"## {r['scenario']} (seed {r['seed']})", ""]
         if r.get("description"):
             out += [r["description"], ""]
+        out += _metadata_lines(r)
         breaks = r.get("policy", {}).get("breaks", [])
         if breaks:
             out.append("Policy broken: " + "; ".join(f"{b['observable']} ({b['rule']}: {b['verdict']}, "
@@ -47,3 +48,28 @@ def render(reports: list[dict]) -> str:
             out.append(_row([o, obs["verdict"], f"{obs['advantage']:.3f}", f"{obs['accuracy']:.3f}",
                              f"{obs['chance']:.3f}", str(obs["n"]), f"`{ev_text}`" if ev_text else ""]))
     return "\n".join(out) + "\n"
+
+
+def _metadata_lines(r: dict) -> list[str]:
+    """Who-talks-to-whom figures and, with [defences] on, what they cost (docs/scoring.md)."""
+    out = []
+    contacts = r["observables"].get("contacts", {})
+    d = contacts.get("details") or {}
+    if "precision" in d:
+        text = (f"Contacts: precision {d['precision']:.2f}, recall {d['recall']:.2f} "
+                f"({d['guessed_pairs']} pairs claimed, {d['true_pairs']} true), advantage {contacts['advantage']:.2f}")
+        an = d.get("sender_anonymity")
+        if an:
+            text += (f"; sender anonymity per message: effective set {an['effective_set_median']:.1f} of "
+                     f"{an['users']} (median), degree {an['degree_mean']:.2f}, {an['leakage_bits_mean']:.2f} bits leaked")
+        need = d.get("messages_to_link")
+        if need:
+            text += f"; messages before a link: median {need['median']}, max {need['max']}"
+        out += [text + ".", ""]
+    costs = r.get("costs")
+    if costs:
+        bw, lat = costs.get("bandwidth", {}), costs.get("latency", {})
+        out += [f"Defences ({', '.join(costs.get('defences', []))}) cost: bandwidth "
+                f"{bw.get('overhead_pct', 0.0):+.1f}% on the tapped links, added latency p50 "
+                f"{lat.get('p50_s', 0.0):.1f} s, p95 {lat.get('p95_s', 0.0):.1f} s.", ""]
+    return out

@@ -57,6 +57,7 @@ from harness.scenario.schema import (
     NAME_PATTERN,
     RECIPIENT_MODES,
     Adversary,
+    Defences,
     Host,
     Link,
     MessageKind,
@@ -274,6 +275,29 @@ POLICY = Section(
     Policy,
 )
 
+DEFENCES = Section(
+    (
+        Field("padding", STR, "none", (one_of(("none", "bucket", "constant")),),
+              "pad bodies inside the seal: to a multiple of pad_bucket, or all to pad_size"),
+        Field("pad_bucket", INT, 160, (between(16, 65536),), "bucket padding: multiple in bytes"),
+        Field("pad_size", INT, 4096, (between(64, 1048576),),
+              "constant padding: body size in bytes; longer messages travel as several fragments"),
+        Field("batching", STR, "none", (one_of(("none", "threshold", "timed")),),
+              "the relay holds what it sends on and flushes batches in random order"),
+        Field("batch_size", INT, 5, (between(2, 10000),), "threshold mix: flush when this many wait"),
+        Field("batch_interval", NUMBER, 10.0, (gt(0), le(3600)),
+              "seconds: timed mix period; threshold mix time-out after the first waiting message"),
+        Field("cover", STR, "none", (one_of(("none", "constant", "poisson")),),
+              "per-device send slots in both directions (fixed period or Poisson); idle slots carry cover"),
+        Field("cover_rate_per_min", NUMBER, 6.0, (gt(0), le(600)), "slots per device per direction per minute"),
+        Field("jitter_ms", NUMBER, 0.0, (ge(0), le(600000)), "device and relay hold each message 0..jitter_ms"),
+        Field("receipts", STR, "on", (one_of(("on", "off", "delayed")),),
+              'transmissions of kind "receipt": sent, dropped, or held 0..receipt_delay s'),
+        Field("receipt_delay", NUMBER, 30.0, (ge(0), le(3600)), "seconds: the longest hold of a delayed receipt"),
+    ),
+    Defences,
+)
+
 SCENARIO = Section(
     (
         Field("name", STR, Computed(lambda doc, context: context.stem, "from the file name"), (SCENARIO_NAME,),
@@ -287,6 +311,7 @@ SCENARIO = Section(
         Field("protection", Table(PROTECTION), {}, (), "what protects the traffic"),
         Field("adversary", Table(ADVERSARY), REQUIRED, (), "what the adversary taps and holds"),
         Field("policy", Table(POLICY), {}, (), "what must stay hidden"),
+        Field("defences", Table(DEFENCES), {}, (), "traffic-analysis defences (relayed services)"),
     ),
 )
 

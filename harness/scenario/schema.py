@@ -174,6 +174,27 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Defences:
+    """Traffic-analysis defences a relayed service applies to its schedule (harness/sim/defences.py)."""
+
+    padding: str = "none"  # "none" | "bucket" | "constant": bodies padded inside the seal
+    pad_bucket: int = 160  # bucket: padded up to a multiple of this many bytes
+    pad_size: int = 4096  # constant: every body this size; longer messages split into fragments of it
+    batching: str = "none"  # "none" | "threshold" | "timed": the relay mixes what it sends on
+    batch_size: int = 5  # threshold: flush when this many wait (or batch_interval after the first)
+    batch_interval: float = 10.0  # seconds: timed flush period; threshold time-out
+    cover: str = "none"  # "none" | "constant" | "poisson": per-device send slots both ways, cover fills idle ones
+    cover_rate_per_min: float = 6.0  # slots per device per direction per minute
+    jitter_ms: float = 0.0  # device and relay hold each message a uniform 0..jitter_ms
+    receipts: str = "on"  # "on" | "off" | "delayed": what happens to transmissions of kind "receipt"
+    receipt_delay: float = 30.0  # delayed: receipts held a uniform 0..this many seconds
+
+    @property
+    def any(self) -> bool:
+        return self != Defences()
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One scenario file, validated and typed."""
 
@@ -188,6 +209,7 @@ class Scenario:
     adversary: Adversary
     policy: Policy
     path: str  # the file it was loaded from, as given
+    defences: Defences = Defences()
 
     def to_json(self) -> dict[str, Any]:
         """The whole scenario as plain JSON-able data (dicts, lists, str, int, float, bool, None)."""

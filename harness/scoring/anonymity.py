@@ -75,7 +75,7 @@ def sender_anonymity(truth: Truth, idx: Index, owner: dict[str, str]) -> dict:
         "effective_set_median": round(median(2 ** h for h in hs), 3),
         "effective_set_mean": round(sum(2 ** h for h in hs) / len(hs), 3),
         "degree_mean": round(sum(h / hmax for h in hs) / len(hs), 4),
-        "leakage_bits_mean": round(hmax - sum(hs) / len(hs), 4),
+        "leakage_bits_mean": round(max(hmax - sum(hs) / len(hs), 0.0), 4),
         "true_sender_probability_mean": round(sum(ps) / len(ps), 4),
         "top_candidate_correct": round(top / len(hs), 4),
     }

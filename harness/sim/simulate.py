@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -22,6 +22,7 @@ class SimResult:
     frames: list[tuple[float, bytes]]
     truth: Truth
     adversary_keys: list[dict]  # [{"name", "kind", "material": hex}] granted by adversary.keys
+    costs: dict = field(default_factory=dict)  # what the scenario's [defences] cost (defence_costs)
 
 
 def simulate(scenario) -> SimResult:
@@ -69,7 +70,31 @@ def simulate(scenario) -> SimResult:
         flows=flows,
         hosts={h.name: {"ip": h.ip, "hostname": h.hostname, "role": h.role} for h in scenario.topology.hosts},
     )
-    return SimResult(frames, truth, granted)
+    return SimResult(frames, truth, granted, defence_costs(scenario, ctx, frames, truth))
+
+
+def defence_costs(scenario, ctx: SimContext, frames: list, truth: Truth) -> dict:
+    """With [defences] on: the same scenario is simulated without them, and the capture's bytes (every
+    frame on the tapped links, headers included) compared; latency comes from the schedule
+    (harness/sim/defences.py), and the tap times of the messages' legs are compared as a check."""
+    defences = getattr(scenario, "defences", None)
+    if defences is None or not defences.any:
+        return {}
+    from harness.scenario.schema import Defences
+
+    base = simulate(replace(scenario, defences=Defences()))
+    size, base_size = sum(len(f) for _, f in frames), sum(len(f) for _, f in base.frames)
+    last = {m.id: max((l.tap_time for l in m.legs), default=None) for m in truth.messages}
+    tap_delay = sorted(last[m.id] - t for m in base.truth.messages
+                       for t in [max((l.tap_time for l in m.legs), default=None)]
+                       if t is not None and last.get(m.id) is not None)
+    return {**ctx.costs,
+            "bandwidth": {"bytes": size, "baseline_bytes": base_size,
+                          "overhead_pct": round(100.0 * (size - base_size) / max(base_size, 1), 2),
+                          "source": "capture: frame bytes on the tapped links, with minus without defences"},
+            "tap_latency": {"messages": len(tap_delay),
+                            "p50_s": round(tap_delay[len(tap_delay) // 2], 4) if tap_delay else 0.0,
+                            "source": "capture: last tap time of each message, with minus without"}}
 
 
 def _write_json_atomic(path: Path, doc) -> None:

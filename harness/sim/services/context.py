@@ -31,6 +31,7 @@ class SimContext:
     messages: list[Message]
     keys: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # key name -> (kind, material)
     _ports: dict[str, int] = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)  # what enabled defences cost (harness.sim.defences)
 
     @property
     def seed(self) -> int:

@@ -1,0 +1,565 @@
+"""Who sends to whom through a relay: match relay-inbound message bursts (device -> relay) to relay-outbound
+ones (relay -> device) by delay, size and envelope id, learned from the capture alone; never all pairs.
+
+The adversary knows nothing of the simulator. From the bursts it learns, by EM over a histogram of
+inbound -> outbound time differences (log-spaced bins), how long the relay holds a message: background
+pairs (unrelated messages) spread uniformly in delay, true pairs pile up where the relay's delay is.
+The same EM learns the size-difference distribution of true pairs (the relay's overhead: 0 when it
+re-seals the same plaintext, a constant for a fixed header, nothing when bodies are padded) and how
+often envelope ids agree (a relay that forwards its inbound id). Per outbound message j the candidates
+i inside the learned delay support get a likelihood ratio
+
+    L_ij = lambda_t(delay) * lambda_s(size difference) * lambda_id(ids equal?)
+
+against background, and the posterior p_ij = L_ij / (1 + sum_i L_ij) (the 1 is "no inbound in the
+window is j's": cover traffic, a missed leg). Each inbound leaves the relay once (exclusivity: one
+balancing pass scales an inbound's total posterior mass down to at most 1), which is how the relay's
+order enters. A link sender -> recipient collects O = sum of p over the recipient's outbound messages
+(for a batching mix this is the statistical disclosure attack: every round the true sender sits in the
+batch, others only by chance). Its null expectation mu0 comes from the same pass over outbound times
+shifted far outside the delay support (what unrelated traffic collects): mu0 = n_r * A0(s). A link is
+emitted when O >= MIN_MASS and its Poisson tail p-value P(X >= O | mu0) passes Benjamini-Hochberg at
+FDR_Q = 0.05 over all tested pairs: the expected share of false links among those emitted is at most
+5% under the null. Its confidence is 1 - p-value.
+
+Complexity, for n inbound and m outbound bursts: one sort, O((n+m) log(n+m)); EM on a sample of at
+most SAMPLE outbounds against inbounds within WINDOW seconds, O(SAMPLE * rho * WINDOW) pairs per
+iteration (rho = inbound rate); the full pass enumerates per outbound only the inbounds inside the
+learned support [lo, hi] with searchsorted, O(m * rho * (hi - lo)) pairs, twice more for the null
+shifts; links aggregate by sorting integer pair keys, O(P log P). Memory O(P). No step is O(n * m).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from harness.analyzers import register
+from harness.analyzers.interface import Analyzer, Finding
+from harness.observe.bursts import message_bursts, stream_layout
+from harness.observe.model import CLIENT, Flow
+from harness.observe.stream_clock import StreamClock
+
+ID = "metadata.relay-correlation"
+INBOUND, OUTBOUND = 0, 1  # device -> relay, relay -> device
+
+WINDOW = 60.0  # seconds of delay the EM looks at
+D_MIN = 1e-3  # smallest delay bin edge
+BINS = 240  # log-spaced delay bins over [D_MIN, WINDOW]
+SAMPLE = 20000  # outbound messages the EM learns from
+EM_ITERS = 12
+SCAN_WIDTHS = (5, 15, 45)  # neighbouring delay bins the significance scan sums, at three scales
+SIZE_MIN_PAIRS = 5  # pairs a size difference needs before it can count as the relay's overhead
+SIZE_MATCH_RATIO = 3.0  # a size difference this over-represented against the null marks size-matched pairs
+SCAN_MIN_PAIRS = 3  # pairs a scan window needs before it can be significant
+SCAN_ALPHA = 0.01  # family-wise error of the scan over all bins
+SUPPORT_LAMBDA = 0.02  # delay bins whose signal/background ratio is at least this form the support
+MIN_SIGNAL = 3.0  # messages' worth of excess before a delay support is believed at all
+MIN_MASS = 0.5  # a link needs at least half a message's worth of attributed evidence
+FDR_Q = 0.05  # Benjamini-Hochberg false discovery rate for emitted links
+SIZE_PSEUDO = 1.0  # pseudo-count shrinking the true-pair size model toward background
+FLUSH_GAP = 0.05  # seconds: outbound messages closer than this leave the relay in one flush
+BATCHED_SHARE = 0.5  # a relay batches when at least this share of outbound messages leave in flushes of 2+
+SDA_MIN_ROUNDS = 5  # rounds before disclosure is attempted
+NULL_OFFSET = 7.31  # seconds past WINDOW the null shifts outbound times (no true pair can fall inside)
+CANDIDATE_MIN = 0.01  # per-message candidates below this posterior are left out of findings
+
+
+@dataclass
+class Bursts:
+    """Message bursts at one relay as arrays: what the correlation core works on (a benchmark can build
+    them directly). device: small integer codes; direction: INBOUND or OUTBOUND; ident: envelope ids
+    (-1 unknown)."""
+
+    time: np.ndarray
+    device: np.ndarray
+    direction: np.ndarray
+    size: np.ndarray
+    ident: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.time = np.asarray(self.time, dtype=np.float64)
+        self.device = np.asarray(self.device, dtype=np.int64)
+        self.direction = np.asarray(self.direction, dtype=np.int8)
+        self.size = np.asarray(self.size, dtype=np.int64)
+        self.ident = (np.full(len(self.time), -1, dtype=np.int64) if self.ident is None
+                      else np.asarray(self.ident, dtype=np.int64))
+
+
+@dataclass
+class DelayModel:
+    """What the EM learned: delay likelihood ratio per bin, size-difference ratios, id agreement ratios."""
+
+    edges: np.ndarray
+    lam_t: np.ndarray
+    size_values: np.ndarray  # sorted distinct size differences seen in the sample
+    lam_s: np.ndarray
+    lam_s_unseen: float
+    lam_id: tuple[float, float]  # (ids equal, ids differ)
+    support: tuple[float, float] | None  # [lo, hi] seconds, None: no relay delay found
+    signal: float  # messages' worth of excess pairs in the sample
+    sample: int  # outbound messages in the sample
+    null_signal: float = 0.0  # the same EM's excess with outbound times shifted beyond WINDOW
+    mode: str = "delay"  # "size": the delay was found among size-matched pairs; "delay": among all
+
+    def ratio(self, delay: np.ndarray, dsize: np.ndarray, same_id: np.ndarray) -> np.ndarray:
+        k = np.clip(np.searchsorted(self.edges, delay, side="right") - 1, 0, len(self.lam_t) - 1)
+        lam = self.lam_t[k].copy()
+        if len(self.size_values):
+            j = np.clip(np.searchsorted(self.size_values, dsize), 0, len(self.size_values) - 1)
+            seen = self.size_values[j] == dsize
+            lam *= np.where(seen, self.lam_s[j], self.lam_s_unseen)
+        else:
+            lam *= self.lam_s_unseen
+        lam *= np.where(same_id, self.lam_id[0], self.lam_id[1])
+        return lam
+
+
+@dataclass
+class Link:
+    sender: int  # device code
+    recipient: int
+    mass: float  # O: messages' worth of posterior attributed to the pair
+    null: float  # mu0: what unrelated traffic would collect
+    pvalue: float
+    linked_at: float | None  # time of the outbound message at which the link first passed the threshold
+    messages: int  # outbound messages with this sender as the most likely one
+
+
+@dataclass
+class Correlation:
+    model: DelayModel
+    out_index: np.ndarray  # indices (into the Bursts arrays) of outbound messages
+    pair_out: np.ndarray  # per candidate pair: position in out_index
+    pair_in: np.ndarray  # per candidate pair: index into the Bursts arrays of the inbound
+    posterior: np.ndarray
+    none: np.ndarray  # per outbound message: probability that no candidate is its source
+    links: list[Link] = field(default_factory=list)
+    pvalue_cutoff: float = 0.0
+
+
+def _pairs(t_in: np.ndarray, t_out: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """(outbound position, inbound position) for every inbound with lo <= t_out - t_in <= hi; t_in sorted."""
+    a = np.searchsorted(t_in, t_out - hi, side="left")
+    b = np.searchsorted(t_in, t_out - lo, side="right")
+    counts = np.maximum(b - a, 0)
+    total = int(counts.sum())
+    out_pos = np.repeat(np.arange(len(t_out)), counts)
+    first = np.cumsum(counts) - counts
+    in_pos = np.arange(total) - np.repeat(first, counts) + np.repeat(a, counts)
+    return out_pos, in_pos
+
+
+def _smooth(x: np.ndarray) -> np.ndarray:
+    kernel = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+    return np.convolve(x, kernel, mode="same")
+
+
+def _scan(hist: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Bins inside a window (of any of SCAN_WIDTHS bins) whose count is significantly above expected."""
+    covered = np.zeros(len(hist), bool)
+    tests = len(hist) * len(SCAN_WIDTHS)
+    for width in SCAN_WIDTHS:
+        kernel = np.ones(width)
+        seen, exp = np.convolve(hist, kernel, "same"), np.convolve(expected, kernel, "same")
+        hot = (seen >= SCAN_MIN_PAIRS) & (seen > exp)
+        if hot.any():
+            hot[hot] = poisson_tail(seen[hot], exp[hot]) < SCAN_ALPHA / tests
+        for c in np.nonzero(hot)[0].tolist():
+            covered[max(c - width // 2, 0):c + width // 2 + 1] = True
+    return covered
+
+
+def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0,
+                      mode: str | None = None) -> DelayModel:
+    """EM over (inbound, outbound) pairs within WINDOW s for a sample of outbound messages. mode "size":
+    the delay is sought among size-matched pairs (sizes survive the relay), "delay": among all pairs;
+    None: "size" when some size difference is significantly over-represented."""
+    edges = np.concatenate([[0.0], np.geomspace(D_MIN, WINDOW, BINS)])
+    widths = np.diff(edges)
+    rng = np.random.default_rng(seed)
+    sample = outb if len(outb) <= SAMPLE else np.sort(rng.choice(outb, SAMPLE, replace=False))
+    t_in = b.time[inb]
+    op, ip = _pairs(t_in, b.time[sample], 0.0, WINDOW)
+    o, i = sample[op], inb[ip]
+    keep = (b.device[o] != b.device[i]) & (b.time[o] > b.time[i])
+    op, o, i = op[keep], o[keep], i[keep]
+    delay = b.time[o] - b.time[i]
+    dsize = b.size[o] - b.size[i]
+    same_id = (b.ident[o] == b.ident[i]) & (b.ident[o] >= 0)
+    k = np.clip(np.searchsorted(edges, delay, side="right") - 1, 0, BINS - 1)
+    hist = np.bincount(k, minlength=BINS).astype(float)
+    s = max(len(sample), 1)
+    span = WINDOW - edges[0]
+    values, vinv = np.unique(dsize, return_inverse=True)
+
+    # Size differences over-represented against the same pairs' null (outbound times shifted past
+    # WINDOW: same sizes, no true pair): the relay's overhead, if sizes survive it.
+    count = np.bincount(vinv, minlength=len(values)).astype(float)
+    null_count = np.zeros(len(values))
+    for sign in (1.0, -1.0):
+        nop, nip = _pairs(t_in, b.time[sample] + sign * (WINDOW + NULL_OFFSET), 0.0, WINDOW)
+        nd = b.size[sample[nop]] - b.size[inb[nip]]
+        j = np.clip(np.searchsorted(values, nd), 0, max(len(values) - 1, 0))
+        if len(values):
+            np.add.at(null_count, j[values[j] == nd], 0.5)
+    size_ratio = (count + 1.0) / (null_count + 1.0)
+    matched_value = (size_ratio >= SIZE_MATCH_RATIO) & (count >= SIZE_MIN_PAIRS)
+    if matched_value.any():
+        matched_value[matched_value] = (poisson_tail(count[matched_value], null_count[matched_value] + 0.5)
+                                        < SCAN_ALPHA / max(len(values), 1))
+
+    # Where is the excess over a uniform background significant? A multi-scale scan over neighbouring
+    # bins, Poisson tail against Bonferroni over bins and scales; the EM only models delays in that
+    # hull. First over all pairs, then (sizes survive, delays spread) over the size-matched pairs.
+    rate = hist.sum() / (s * span) if hist.sum() else 1.0
+    matched = matched_value[vinv] if len(vinv) else np.zeros(0, bool)
+    # Size-matched pairs (sizes survive the relay): their delays against what the null's size-matched
+    # pairs would give, spread uniformly; all pairs: against a uniform background.
+    hist_m = np.bincount(k[matched], minlength=BINS).astype(float) if matched.any() else np.zeros(BINS)
+    null_m = float(null_count[matched_value].sum()) + 1.0
+    covered = np.zeros(BINS, bool)
+    if mode in (None, "size") and matched.any():
+        covered = _scan(hist_m, null_m / (s * span) * widths)
+        mode = "size" if covered.any() or mode == "size" else None
+    if mode in (None, "delay"):
+        mode = "delay"
+        covered = _scan(hist, rate * s * widths)
+    if not covered.any():
+        return DelayModel(edges, np.zeros(BINS), values, size_ratio, 1.0, (1.0, 1.0), None, 0.0, len(sample),
+                          mode=mode)
+    hot = np.nonzero(covered)[0]
+    inside = (np.arange(BINS) >= hot[0]) & (np.arange(BINS) <= hot[-1])
+    if mode == "size":
+        lam_t = np.where(inside, _smooth(hist_m) / np.maximum(rate * s * widths, 1e-12), 0.0)
+    else:
+        lam_t = np.where(inside, np.maximum(_smooth(hist) - rate * s * widths, 0.0)
+                         / np.maximum(rate * s * widths, 1e-12), 0.0)
+    lam_s, lam_s_unseen, lam_id = size_ratio.copy(), 1.0, (1.0, 1.0)
+    post = np.zeros(len(delay))
+    for _ in range(EM_ITERS):
+        # E: posterior of each candidate being the outbound's source (or none).
+        lam = lam_t[k] * lam_s[vinv] * np.where(same_id, lam_id[0], lam_id[1]) if len(delay) else np.zeros(0)
+        denom = 1.0 + np.bincount(op, weights=lam, minlength=s)
+        post = lam / denom[op] if len(delay) else lam
+        # M: delay signal histogram vs uniform background.
+        g = _smooth(np.bincount(k, weights=post, minlength=BINS))
+        background = max(hist.sum() - post.sum(), 1.0)
+        rate = background / (s * span)
+        lam_t = np.where(inside, g / np.maximum(rate * s * widths, 1e-12), 0.0)
+        # Size differences of true pairs vs background pairs, shrunk toward background.
+        sig = np.bincount(vinv, weights=post, minlength=len(values))
+        bg = np.bincount(vinv, weights=1.0 - post, minlength=len(values))
+        p_bg = (bg + 0.5) / (bg.sum() + 0.5 * len(values))
+        p_sig = (sig + SIZE_PSEUDO * p_bg) / (sig.sum() + SIZE_PSEUDO)
+        lam_s = p_sig / p_bg
+        lam_s_unseen = SIZE_PSEUDO / (sig.sum() + SIZE_PSEUDO)
+        # Envelope ids: how often they agree in true vs background pairs (Laplace-smoothed).
+        if same_id.any():
+            se = (post[same_id].sum() + 0.5) / (post.sum() + 1.0)
+            be = ((1.0 - post)[same_id].sum() + 0.5) / ((1.0 - post).sum() + 1.0)
+            lam_id = (se / be, (1.0 - se) / (1.0 - be))
+    signal = float(post.sum())
+    support = None
+    strong = np.nonzero(lam_t >= SUPPORT_LAMBDA)[0]
+    if signal >= MIN_SIGNAL and len(strong):
+        support = (float(edges[strong[0]]), float(edges[strong[-1] + 1]))
+        lam_t = np.where((np.arange(BINS) >= strong[0]) & (np.arange(BINS) <= strong[-1]), lam_t, 0.0)
+    return DelayModel(edges, lam_t, values, lam_s, float(lam_s_unseen), lam_id, support, signal, len(sample),
+                      mode=mode)
+
+
+def _posteriors(b: Bursts, model: DelayModel, inb: np.ndarray, outb: np.ndarray, t_out: np.ndarray):
+    lo, hi = model.support
+    op, ip = _pairs(b.time[inb], t_out, lo, hi)
+    o, i = outb[op], inb[ip]
+    delay = t_out[op] - b.time[i]
+    keep = (b.device[o] != b.device[i]) & (delay > 0)
+    op, o, i, delay = op[keep], o[keep], i[keep], delay[keep]
+    lam = model.ratio(delay, b.size[o] - b.size[i], (b.ident[o] == b.ident[i]) & (b.ident[o] >= 0))
+    denom = 1.0 + np.bincount(op, weights=lam, minlength=len(outb))
+    post = lam / denom[op]
+    # Exclusivity: an inbound message leaves the relay once.
+    inflow = np.bincount(i, weights=post, minlength=len(b.time))
+    post = post / np.maximum(inflow[i], 1.0)
+    none = 1.0 - np.bincount(op, weights=post, minlength=len(outb))
+    return op, i, post, none
+
+
+def poisson_tail(x: np.ndarray, mu: np.ndarray, terms: int = 400) -> np.ndarray:
+    """P(X >= x) for X ~ Poisson(mu), continuous in x (regularized lower incomplete gamma P(x, mu)), for
+    x > 0; by series, exact enough where it matters (x above mu)."""
+    x = np.maximum(np.asarray(x, dtype=float), 1e-9)
+    mu = np.maximum(np.asarray(mu, dtype=float), 1e-300)
+    lgx = np.array([math.lgamma(v + 1.0) for v in np.atleast_1d(x)]).reshape(np.shape(x))
+    term = np.ones_like(x)
+    total = np.ones_like(x)
+    for n in range(1, terms):
+        term = term * mu / (x + n)
+        total = total + term
+        if np.all(term < 1e-12 * total):
+            break
+    logp = x * np.log(mu) - mu - lgx + np.log(total)
+    return np.clip(np.exp(logp), 0.0, 1.0)
+
+
+def _shifted(b: Bursts, shift: float) -> Bursts:
+    return Bursts(np.where(b.direction == OUTBOUND, b.time + shift, b.time), b.device, b.direction, b.size, b.ident)
+
+
+def correlate(b: Bursts, seed: int = 0) -> Correlation:
+    """Learn the relay's delay and size model, attribute each outbound message to candidate senders,
+    and test every (sender, recipient) pair against the time-shifted null."""
+    order = np.argsort(b.time, kind="stable")
+    inb = order[b.direction[order] == INBOUND]
+    outb = order[b.direction[order] == OUTBOUND]
+    model = None
+    for mode in ("size", "delay"):
+        candidate = learn_delay_model(b, inb, outb, seed, mode)
+        if candidate.support is not None:
+            # Is the excess a relay delay, or structure any unrelated traffic has (periodic slots,
+            # batches)? The same EM on outbound times shifted beyond WINDOW, where no true pair can fall,
+            # says: the real excess must clearly beat the larger of two shifted ones.
+            nulls = [learn_delay_model(_shifted(b, sign * (WINDOW + NULL_OFFSET)), inb, outb, seed, mode).signal
+                     for sign in (1.0, -1.0)]
+            candidate.null_signal = max(nulls)
+            if candidate.signal < MIN_SIGNAL + 2.0 * candidate.null_signal + 3.0 * math.sqrt(candidate.null_signal):
+                candidate.support = None
+        if model is None or (candidate.support is not None
+                             and (model.support is None or candidate.signal > model.signal)):
+            model = candidate
+    empty = Correlation(model, outb, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.ones(len(outb)))
+    if model.support is None or not len(outb) or not len(inb):
+        return empty
+    op, ip, post, none = _posteriors(b, model, inb, outb, b.time[outb])
+    result = Correlation(model, outb, op, ip, post, none)
+
+    ndev = int(b.device.max()) + 1
+    senders, recipients = b.device[ip], b.device[outb][op]
+    keys = senders * ndev + recipients
+    # Null: the same attribution for outbound times shifted outside the support, both ways.
+    lo, hi = model.support
+    shift = 2.0 * hi + 7.31
+    null_by_sender = np.zeros(ndev)
+    for sign in (1.0, -1.0):
+        nop, nip, npost, _ = _posteriors(b, model, inb, outb, b.time[outb] + sign * shift)
+        null_by_sender += np.bincount(b.device[nip], weights=npost, minlength=ndev)
+    share = np.bincount(b.device[inb], minlength=ndev) / max(len(inb), 1)
+    a0 = (null_by_sender + share) / (2.0 * len(outb) + 1.0)  # per outbound message, per sender
+    received = np.bincount(b.device[outb], minlength=ndev)
+
+    ukeys, inv = np.unique(keys, return_inverse=True)
+    mass = np.bincount(inv, weights=post, minlength=len(ukeys))
+    s_of, r_of = ukeys // ndev, ukeys % ndev
+    mu0 = received[r_of] * a0[s_of]
+    tested = mass > 0
+    pvals = np.ones(len(ukeys))
+    pvals[tested] = poisson_tail(mass[tested], mu0[tested])
+    cutoff = _bh_cutoff(pvals[tested])
+    emit = tested & (mass >= MIN_MASS) & (pvals <= cutoff) & (cutoff > 0)
+    result.pvalue_cutoff = cutoff
+    if not emit.any():
+        return result
+
+    # When each emitted link first passed the cutoff, in the recipient's outbound order.
+    rank_in_recipient = np.empty(len(outb), dtype=np.int64)
+    by_r = np.lexsort((b.time[outb], b.device[outb]))
+    starts = np.searchsorted(b.device[outb][by_r], b.device[outb][by_r], side="left")
+    rank_in_recipient[by_r] = np.arange(len(outb)) - starts
+    top = np.zeros(len(outb), dtype=np.int64) - 1
+    if len(post):
+        best_order = np.lexsort((-post, op))
+        firsts = best_order[np.r_[True, op[best_order][1:] != op[best_order][:-1]]]
+        top[op[firsts]] = b.device[ip[firsts]]
+    emitted = set(np.nonzero(emit)[0].tolist())
+    sel = np.isin(inv, list(emitted))
+    sel_idx = np.nonzero(sel)[0]
+    sel_idx = sel_idx[np.lexsort((b.time[outb][op[sel_idx]], inv[sel_idx]))]
+    linked_at: dict[int, float] = {}
+    cum: dict[int, float] = {}
+    for q in sel_idx.tolist():
+        u = int(inv[q])
+        if u in linked_at:
+            continue
+        cum[u] = cum.get(u, 0.0) + float(post[q])
+        j = int(op[q])
+        n_r = int(rank_in_recipient[j]) + 1
+        if cum[u] >= MIN_MASS and float(poisson_tail(np.array([cum[u]]), np.array([n_r * a0[s_of[u]]]))[0]) <= cutoff:
+            linked_at[u] = float(b.time[outb[j]])
+    top_counts: dict[tuple[int, int], int] = {}
+    for j in np.nonzero(top >= 0)[0].tolist():
+        pair = (int(top[j]), int(b.device[outb[j]]))
+        top_counts[pair] = top_counts.get(pair, 0) + 1
+    for u in sorted(emitted):
+        s, r = int(s_of[u]), int(r_of[u])
+        result.links.append(Link(s, r, float(mass[u]), float(mu0[u]), float(pvals[u]), linked_at.get(u),
+                                 top_counts.get((s, r), 0)))
+    return result
+
+
+def _bh_cutoff(pvals: np.ndarray, q: float = FDR_Q) -> float:
+    """Benjamini-Hochberg: the largest p-value that passes at false discovery rate q (0: none passes)."""
+    m = len(pvals)
+    if not m:
+        return 0.0
+    ranked = np.sort(pvals)
+    ok = np.nonzero(ranked <= q * np.arange(1, m + 1) / m)[0]
+    return float(ranked[ok[-1]]) if len(ok) else 0.0
+
+
+def disclosure(b: Bursts, model: DelayModel | None = None) -> Correlation | None:
+    """Statistical disclosure over a batching relay's rounds (Danezis 2003), or None if it does not batch.
+
+    A round is a flush: outbound messages less than FLUSH_GAP apart. Its anonymity set is every inbound
+    message since the previous flush, each equally likely the source of each outbound one. Per pair
+    (s, r), O = sum over r's outbound messages of s's share of the round; under the null it has mean
+    n_r * mu_s and variance n_r * var_s (s's share over all outbound messages). One-sided normal
+    p-values, Benjamini-Hochberg at FDR_Q, O - n_r * mu_s >= MIN_MASS. Rounds are found with one sort,
+    pairs are (outbound x inbound within its round): O(n log n + sum of round sizes squared)."""
+    order = np.argsort(b.time, kind="stable")
+    inb = order[b.direction[order] == INBOUND]
+    outb = order[b.direction[order] == OUTBOUND]
+    if len(outb) < 2 or not len(inb):
+        return None
+    t_out = b.time[outb]
+    new = np.r_[True, np.diff(t_out) > FLUSH_GAP]
+    rid = np.cumsum(new) - 1
+    sizes = np.bincount(rid)
+    if (sizes[rid] >= 2).mean() < BATCHED_SHARE or len(sizes) < SDA_MIN_ROUNDS:
+        return None
+    flush = t_out[new]
+    prev = np.r_[-np.inf, flush[:-1]]
+    lo = np.searchsorted(b.time[inb], prev, side="right")
+    hi = np.searchsorted(b.time[inb], flush, side="left")
+    counts = np.maximum(hi - lo, 0)[rid]  # per outbound: inbound messages in its round
+    op = np.repeat(np.arange(len(outb)), counts)
+    first = np.cumsum(counts) - counts
+    ip = inb[np.arange(int(counts.sum())) - np.repeat(first, counts) + np.repeat(lo[rid], counts)]
+    keep = b.device[ip] != b.device[outb][op]
+    op, ip = op[keep], ip[keep]
+    # Within a round, sizes still speak if they survive the relay (the learned size-difference ratios).
+    weight = np.ones(len(op))
+    if model is not None and len(model.size_values):
+        dsize = b.size[outb][op] - b.size[ip]
+        j = np.clip(np.searchsorted(model.size_values, dsize), 0, len(model.size_values) - 1)
+        weight = np.where(model.size_values[j] == dsize, model.lam_s[j], 1.0)
+    post = weight / np.bincount(op, weights=weight, minlength=len(outb))[op]
+    none = 1.0 - np.bincount(op, weights=post, minlength=len(outb))
+    result = Correlation(model, outb, op, ip, post, none)
+    ndev = int(b.device.max()) + 1
+    s_dev, r_dev = b.device[ip], b.device[outb][op]
+    keys = s_dev * ndev + r_dev
+    n_out = len(outb)
+    # s's share per outbound message, its mean and variance over all outbound messages.
+    share_key = op * ndev + s_dev
+    uk, uinv = np.unique(share_key, return_inverse=True)
+    share = np.bincount(uinv, weights=post)
+    mu = np.bincount(uk % ndev, weights=share, minlength=ndev) / n_out
+    var = np.maximum(np.bincount(uk % ndev, weights=share ** 2, minlength=ndev) / n_out - mu ** 2, 1e-12)
+    received = np.bincount(b.device[outb], minlength=ndev)
+    ukeys, inv = np.unique(keys, return_inverse=True)
+    mass = np.bincount(inv, weights=post)
+    s_of, r_of = ukeys // ndev, ukeys % ndev
+    expect = received[r_of] * mu[s_of]
+    z = (mass - expect) / np.sqrt(received[r_of] * var[s_of])
+    pvals = np.array([0.5 * math.erfc(v / math.sqrt(2.0)) for v in z.tolist()])
+    cutoff = _bh_cutoff(pvals)
+    result.pvalue_cutoff = cutoff
+    for u in np.nonzero((pvals <= cutoff) & (cutoff > 0) & (mass - expect >= MIN_MASS))[0].tolist():
+        result.links.append(Link(int(s_of[u]), int(r_of[u]), float(mass[u]), float(expect[u]), float(pvals[u]),
+                                 None, 0))
+    return result
+
+
+@dataclass
+class _Record:
+    time: float
+    device: str
+    direction: int
+    size: int
+    ident: int
+    hub: str
+    flow: str
+    pin: str | None
+
+
+@register
+class RelayCorrelation(Analyzer):
+    """Links senders to recipients through a relay by delay, size and envelope-id correlation."""
+
+    id = ID
+    description = ("Matches message bursts devices send to a relay with the bursts the relay sends to other "
+                   "devices (delay and size distributions learned from the capture, statistical disclosure "
+                   "over rounds) and reports sender -> recipient links and per-message candidate senders.")
+
+    def __init__(self, knowledge) -> None:
+        super().__init__(knowledge)
+        self._records: list[_Record] = []
+
+    def on_flow(self, flow: Flow) -> Iterable[Finding]:
+        if flow.proto != "tcp":
+            return ()
+        clock = StreamClock(flow)
+        layout = stream_layout(flow, clock)
+        for burst in message_bursts(layout):
+            first = burst.units[0]
+            pin = f"pin:{first.pin:08x}" if first.pin is not None else None
+            self._records.append(_Record(burst.start_time, flow.src_ip,
+                                         INBOUND if burst.direction == CLIENT else OUTBOUND, burst.payload,
+                                         first.msg_id if first.msg_id is not None else -1, flow.dst, flow.id, pin))
+        return ()
+
+    def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
+        out: list[Finding] = []
+        hubs: dict[str, list[_Record]] = {}
+        for r in self._records:
+            hubs.setdefault(r.hub, []).append(r)
+        for hub in sorted(hubs):
+            recs = hubs[hub]
+            devices = sorted({r.device for r in recs})
+            if len(devices) < 2 or {r.direction for r in recs} != {INBOUND, OUTBOUND}:
+                continue  # not a relay: nothing comes back out to other devices
+            code = {d: n for n, d in enumerate(devices)}
+            b = Bursts([r.time for r in recs], [code[r.device] for r in recs], [r.direction for r in recs],
+                       [r.size for r in recs], [r.ident for r in recs])
+            c = correlate(b)
+            rule = "relay-delay-size-correlation"
+            if c.model.support is None:
+                rounds = disclosure(b, c.model)
+                if rounds is not None:
+                    c, rule = rounds, "statistical-disclosure"
+            out.extend(self._findings(hub, recs, devices, c, rule))
+        return out
+
+    def _findings(self, hub: str, recs: list[_Record], devices: list[str], c: Correlation,
+                  rule: str) -> list[Finding]:
+        out = []
+        model = c.model
+        model_ev = {"relay": hub, "delay_support_s": [round(x, 4) for x in model.support] if model.support else None,
+                    "signal_messages": round(model.signal, 2), "null_signal_messages": round(model.null_signal, 2),
+                    "sample": model.sample,
+                    "id_ratio_equal": round(model.lam_id[0], 3), "pvalue_cutoff": c.pvalue_cutoff}
+        for link in c.links:
+            ev = {"rule": rule, **model_ev, "mass": round(link.mass, 3),
+                  "null_mass": round(link.null, 4), "pvalue": link.pvalue, "top_messages": link.messages}
+            if link.linked_at is not None:
+                ev["linked_at"] = round(link.linked_at, 6)
+            out.append(Finding(ID, "contacts", "relay-link" if rule != "statistical-disclosure" else "disclosure-link",
+                               None, {"sender": devices[link.sender], "recipient": devices[link.recipient]},
+                               ev, confidence=1.0 - link.pvalue))
+        # Per outbound message: the adversary's distribution over senders (for anonymity metrics).
+        cand: dict[int, dict[str, float]] = {}
+        for j, i, p in zip(c.pair_out.tolist(), c.pair_in.tolist(), c.posterior.tolist()):
+            d = cand.setdefault(j, {})
+            d[recs[i].device] = d.get(recs[i].device, 0.0) + p
+        for j, idx in enumerate(c.out_index.tolist()):
+            r = recs[idx]
+            dist = {k: round(v, 4) for k, v in sorted((cand.get(j) or {}).items()) if v >= CANDIDATE_MIN}
+            out.append(Finding(ID, "contacts", "sender-candidates", r.flow,
+                               {"recipient": r.device, "time": round(r.time, 3), "candidates": dist,
+                                "unattributed": round(max(float(c.none[j]), 0.0), 4)},
+                               {"rule": rule, "time": round(r.time, 6), "relay": hub,
+                                "bytes": r.size}, confidence=max(dist.values(), default=0.0)))
+        return out

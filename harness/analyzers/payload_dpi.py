@@ -15,10 +15,12 @@ from email.header import decode_header, make_header
 from email.utils import getaddresses
 from typing import Iterable
 
+import numpy as np
+
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe.bursts import StreamLayout, stream_layout
-from harness.observe.dns import parse_dns_question
+from harness.observe.dns import dns_message_names, is_netbios_name, parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.stream_clock import StreamClock
 from harness.observe.text import (
@@ -30,7 +32,14 @@ from harness.observe.text import (
     printable_fraction,
     text_spans,
 )
-from harness.observe.tls_wire import TLS_VERSION_NAMES
+from harness.observe.tls_wire import (
+    TLS_VERSION_NAMES,
+    certificate_chain,
+    certificate_summary,
+    handshake_messages,
+    is_grease,
+    ja4,
+)
 from harness.observe.transforms import undo_transforms
 
 ID = "payload.dpi"
@@ -53,7 +62,22 @@ _HTTP_HOST = re.compile(rb"(?im)^Host:[ \t]*([^\r\n]+)")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _USER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_QUIC_VERSIONS = (b"\x00\x00\x00\x01", b"\x6b\x33\x43\xcf")
+_MDNS_GROUPS = frozenset(("224.0.0.251", "ff02::fb"))
+
+
+def quic_long_header_version(d: bytes) -> str | None:
+    """The version of a QUIC long-header packet (RFC 9000/9369 v1/v2, IETF drafts ff0000xx, Google
+    QUIC Qxxx/Txxx, Facebook mvfst faceb00x), or None."""
+    if len(d) >= 13 and d[0] & 0x80 == 0 and d[0] & 0x09 == 0x09 and d[9:10] == b"Q" and d[10:13].isdigit():
+        return d[9:13].decode()  # Google QUIC before Q046: public flags, 8-byte connection id, version
+    if len(d) < 7 or d[0] & 0x80 == 0:
+        return None
+    v = d[1:5]
+    if v in (b"\x00\x00\x00\x01", b"\x6b\x33\x43\xcf") or v[:3] == b"\xff\x00\x00" or v[:3] == b"\xfa\xce\xb0":
+        return v.hex() if d[0] & 0x40 and d[5] <= 20 else None
+    if v[:1] in (b"Q", b"T") and v[1:].isdigit():  # Google QUIC: version as ASCII, e.g. Q046
+        return v.decode()
+    return None
 
 # --- SMTP client commands -----------------------------------------------------------------------
 _MAIL_FROM = re.compile(rb"(?i)MAIL FROM:[ \t]*<?([^<>\s]*)>?")
@@ -202,13 +226,14 @@ class _FlowDpi:
         label, confidence, rule, details = self.identify()
         self.emit("service", "app", label, rule=rule, confidence=confidence, timed=False, **details)
         self.tls_hello()
+        self.tls_certificates()
         if self.layout.is_relay:
             self.relay_pins()
         if label == "smtp":
             self.smtp()
         elif label == "http":
             self.http_hosts()
-        elif label == "dns":
+        elif label in ("dns", "mdns"):
             self.dns_question()
         self.clear_text()
         return self.out
@@ -222,12 +247,18 @@ class _FlowDpi:
         if self.flow.proto == "udp":
             for direction in (CLIENT, SERVER):
                 d = first_datagram(self.flow, self.clock, direction)
-                if len(d) >= 7 and d[0] & 0xC0 == 0xC0 and d[1:5] in _QUIC_VERSIONS and d[5] <= 20:
-                    return "quic", 0.9, "quic-long-header", {"quic_version": d[1:5].hex()}
+                version = quic_long_header_version(d)
+                if version is not None:
+                    return "quic", 0.9, "quic-long-header", {"quic_version": version}
             d = first_datagram(self.flow, self.clock, CLIENT) or first_datagram(self.flow, self.clock, SERVER)
-            if parse_dns_question(d) is not None:
+            names = dns_message_names(d)
+            if names is not None:
+                if any(is_netbios_name(n) for n in names):
+                    return "netbios-ns", 0.85, "netbios-name-encoding", {}
+                if self.flow.dst_ip in _MDNS_GROUPS or any(n.endswith(".local") for n in names):
+                    return "mdns", 0.9, "dns-header-local-names", {}
                 return "dns", 0.9, "dns-header", {}
-            return "unknown", 0.5, "no-signature", {}
+            return self.statistical_guess()
         if c.startswith((b"SSH-2.0-", b"SSH-1.99-")) or s.startswith((b"SSH-2.0-", b"SSH-1.99-")):
             banner = (c if c.startswith(b"SSH-") else s).split(b"\r\n", 1)[0][:80]
             return "ssh", 0.95, "ssh-banner", {"banner": excerpt(banner)}
@@ -257,17 +288,62 @@ class _FlowDpi:
         for d in (c, s):  # DNS over TCP: a 2-byte length prefix, then a DNS message
             if len(d) >= 19 and int.from_bytes(d[:2], "big") <= len(d) - 2 and parse_dns_question(d[2:]):
                 return "dns", 0.8, "dns-over-tcp", {}
-        return "unknown", 0.5, "no-signature", {}
+        return self.statistical_guess()
+
+    def statistical_guess(self) -> tuple[str, float, str, dict]:
+        """No signature matched: say what the first bytes look like (a clear-text protocol, fully
+        encrypted, or structured binary), keeping the label "unknown" so no application is guessed."""
+        c, s = self.data
+        head = (c or s)[:2048]
+        if not head:
+            return "unknown", 0.5, "no-payload", {}
+        a = np.frombuffer(head, dtype=np.uint8)
+        distinct = int(np.count_nonzero(np.bincount(a, minlength=256)))
+        expected = 256 * (1 - (255 / 256) ** a.size)
+        if printable_fraction(head) > 0.9:
+            guess = "clear-text-protocol"
+        elif distinct >= 0.8 * expected and a.size >= 32:
+            guess = "fully-encrypted-or-compressed"
+        else:
+            guess = "binary-protocol"
+        return "unknown", 0.5, "statistical-fallback", {"looks_like": guess, "measured_bytes": int(a.size),
+                                                        "distinct_bytes": distinct}
 
     # -- TLS -----------------------------------------------------------------------------------
     def tls_hello(self) -> None:
         hello, offset = self.layout.client_hello, self.layout.client_hello_offset
-        if hello is None or not hello.sni:
+        if hello is None:
             return
-        versions = [TLS_VERSION_NAMES.get(v, hex(v)) for v in hello.supported_versions]
-        self.emit("endpoint", "tls-sni", hello.sni, rule="tls-client-hello-sni", confidence=0.95,
-                  direction=CLIENT, offset=offset, length=0, timed=False, alpn=hello.alpn,
-                  supported_versions=versions)
+        versions = [TLS_VERSION_NAMES.get(v, hex(v)) for v in hello.supported_versions if not is_grease(v)]
+        fingerprint, fingerprint_raw = ja4(hello)
+        if hello.sni:
+            self.emit("endpoint", "tls-sni", hello.sni, rule="tls-client-hello-sni", confidence=0.95,
+                      direction=CLIENT, offset=offset, length=0, timed=False, alpn=hello.alpn,
+                      supported_versions=versions, ja4=fingerprint)
+        # The client's software, not an identity: a dict value, so no observable's scorer reads it as a guess.
+        self.emit("service", "tls-client-fingerprint",
+                  {"ja4": fingerprint, "alpn": hello.alpn, "versions": versions or
+                   [TLS_VERSION_NAMES.get(hello.legacy_version, hex(hello.legacy_version))]},
+                  rule="ja4-client-hello", confidence=0.9, direction=CLIENT, offset=offset, length=0, timed=False,
+                  ja4_r=fingerprint_raw, cipher_suites=len(hello.cipher_suites))
+
+    def tls_certificates(self) -> None:
+        """TLS 1.0-1.2 send the server's certificate chain in clear: subject, issuer, names."""
+        d = self.layout.directions[SERVER]
+        if d.tls_start is None:
+            return
+        for mtype, offset, body in handshake_messages(self.data[SERVER], d.records):
+            if mtype != 11:
+                continue
+            for depth, der in enumerate(certificate_chain(body)[:4]):
+                summary = certificate_summary(der)
+                if summary is None:
+                    continue
+                host = summary["common_name"] or (summary["san"][0] if summary["san"] else None)
+                self.emit("endpoint", "tls-certificate", {"host": host if depth == 0 else None, **summary},
+                          rule="tls12-certificate-message", confidence=0.9 if depth == 0 else 0.6,
+                          direction=SERVER, offset=offset, length=len(body) + 4, timed=False, chain_depth=depth)
+            break
 
     # -- relay envelope --------------------------------------------------------------------------
     def relay_pins(self) -> None:

@@ -132,6 +132,8 @@ class ClientHello:
     alpn: list[str] = field(default_factory=list)
     supported_versions: list[int] = field(default_factory=list)
     extensions: list[int] = field(default_factory=list)
+    signature_algorithms: list[int] = field(default_factory=list)
+    alpn_raw: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -168,7 +170,12 @@ def parse_client_hello(body: bytes) -> ClientHello | None:
             elif etype == 16 and edata.left:  # application_layer_protocol_negotiation
                 protos = _Reader(edata.vec(2))
                 while protos.left:
-                    hello.alpn.append(protos.vec(1).decode("ascii", "replace"))
+                    raw = protos.vec(1)
+                    hello.alpn_raw.append(raw)
+                    hello.alpn.append(raw.decode("ascii", "replace"))
+            elif etype == 13 and edata.left:  # signature_algorithms
+                algs = edata.vec(2)
+                hello.signature_algorithms = [int.from_bytes(algs[i:i + 2], "big") for i in range(0, len(algs) - 1, 2)]
             elif etype == 43 and edata.left:  # supported_versions
                 versions = edata.vec(1)
                 hello.supported_versions = [int.from_bytes(versions[i:i + 2], "big")
@@ -209,3 +216,106 @@ def tls_overhead(server_hello: ServerHello | None) -> tuple[int, bool]:
     if server_hello.cipher_suite in _TLS12_CHACHA_SUITES:
         return 16, True
     return 0, False
+
+
+# --- JA4 client fingerprint -----------------------------------------------------------------------
+
+_JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0200: "s2",
+                 0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}
+
+
+def is_grease(value: int) -> bool:
+    """RFC 8701 GREASE values: 0x0a0a, 0x1a1a, ... 0xfafa."""
+    return value & 0x0F0F == 0x0A0A and value >> 8 == value & 0xFF
+
+
+def ja4(hello: ClientHello, transport: str = "t") -> tuple[str, str]:
+    """(JA4, JA4_r) of a ClientHello, following FoxIO's JA4 specification:
+
+    a = transport ("t" TCP, "q" QUIC) + version (highest non-GREASE supported_versions entry, else the
+        legacy version: 13/12/11/10/s3) + "d" if an SNI extension is present else "i" + two-digit
+        count of non-GREASE cipher suites + two-digit count of non-GREASE extensions + first and last
+        character of the first ALPN value ("00" without ALPN; hex digits when not alphanumeric);
+    b = first 12 hex digits of SHA-256 over the non-GREASE cipher suites, sorted, as 4-hex-digit
+        values joined by ",";
+    c = the same over the non-GREASE extensions sorted, without SNI (0000) and ALPN (0010), then "_"
+        and the signature algorithms in the order sent (no "_" part when there are none).
+    An empty list hashes to "000000000000". JA4_r is the same with the lists in clear.
+    """
+    import hashlib
+
+    ciphers = [c for c in hello.cipher_suites if not is_grease(c)]
+    exts = [e for e in hello.extensions if not is_grease(e)]
+    versions = [v for v in hello.supported_versions if not is_grease(v)]
+    version = _JA4_VERSIONS.get(max(versions) if versions else hello.legacy_version, "00")
+    sni = "d" if 0 in exts else "i"
+    alpn = "00"
+    if hello.alpn_raw and hello.alpn_raw[0]:
+        first = hello.alpn_raw[0]
+        a0, a1 = chr(first[0]), chr(first[-1])
+        if a0.isascii() and a0.isalnum() and a1.isascii() and a1.isalnum():
+            alpn = a0 + a1
+        else:
+            alpn = first[:1].hex()[0] + first[-1:].hex()[1]
+    part_a = f"{transport}{version}{sni}{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}{alpn}"
+    cipher_list = ",".join(f"{c:04x}" for c in sorted(ciphers))
+    ext_list = ",".join(f"{e:04x}" for e in sorted(e for e in exts if e not in (0x0000, 0x0010)))
+    sigs = ",".join(f"{a:04x}" for a in hello.signature_algorithms)
+    ext_text = ext_list + (f"_{sigs}" if sigs else "")
+
+    def h(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000"
+
+    return f"{part_a}_{h(cipher_list)}_{h(ext_text) if ext_list else '000000000000'}", \
+        f"{part_a}_{cipher_list}_{ext_text}"
+
+
+# --- certificates (in clear up to TLS 1.2) ---------------------------------------------------------
+
+def certificate_chain(body: bytes) -> list[bytes]:
+    """The DER certificates of a TLS 1.0-1.2 Certificate handshake body (type 11), leaf first."""
+    out: list[bytes] = []
+    try:
+        r = _Reader(body)
+        chain = _Reader(r.take(int.from_bytes(r.take(3), "big")))
+        while chain.left >= 3:
+            out.append(chain.take(int.from_bytes(chain.take(3), "big")))
+    except ValueError:
+        pass
+    return out
+
+
+def _name_text(name) -> str:
+    """An X.509 name as "C=US, O=Example, CN=host" (RDNs in certificate order, as nDPI prints them)."""
+    parts = []
+    for rdn in name.rdns:
+        for attr in rdn:
+            try:
+                key = attr.rfc4514_attribute_name
+            except AttributeError:  # older cryptography
+                key = attr.oid._name
+            parts.append(f"{key}={attr.value}")
+    return ", ".join(parts)
+
+
+def certificate_summary(der: bytes) -> dict | None:
+    """Subject, issuer, subject alternative names and validity of a DER certificate, or None."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        subject, issuer = _name_text(cert.subject), _name_text(cert.issuer)
+    except Exception:  # noqa: BLE001 - malformed or unsupported certificates are skipped
+        return None
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName)
+    except Exception:  # noqa: BLE001 - no or malformed SAN extension
+        san = []
+    cn = [a.value for a in cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)]
+    try:
+        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    except AttributeError:
+        start, end = cert.not_valid_before, cert.not_valid_after
+    return {"subject": subject, "issuer": issuer, "common_name": str(cn[0]) if cn else None, "san": list(san)[:64],
+            "not_before": start.isoformat(), "not_after": end.isoformat(), "serial": format(cert.serial_number, "x")}

@@ -204,6 +204,8 @@ SERVICE = Section(
         Field("relay", STR, RequiredFor("protocol", lambda: schema.RELAYED_PROTOCOLS, ""), (_optional(HOST_NAME),),
               "host name of the relay"),
         Field("port", INT, 0, (between(1, 65535),), "server port; absent = the protocol's default"),
+        Field("keepalive", STR, "periodic", (one_of(("periodic", "on-activity")),),
+              'relayed services: keep-alives on a fixed period, or also one each time the user sends ("on-activity")'),
     ),
     Service,
 )
@@ -252,6 +254,10 @@ PROTECTION = Section(
     (
         Field("transport", STR, "none", (one_of(lambda: schema.TRANSPORTS),), "protection on the wire"),
         Field("payload", STR, "none", (one_of(lambda: schema.PAYLOAD_PROTECTIONS),), "end-to-end protection"),
+        Field("debug_header", BOOL, False, (),
+              'relayed services: a debug line "To: <recipient>" travels in clear before the sealed body'),
+        Field("nonce", STR, "counter", (one_of(("counter", "reused")),),
+              'AES-GCM nonces: "counter" (unique per key) or "reused" (one nonce per key: a broken build)'),
     ),
     Protection,
 )

@@ -111,6 +111,7 @@ class Service:
     server: str  # host name of the final destination
     relay: str  # host name of the relay, "" for none
     port: int  # 0 = the protocol's default
+    keepalive: str = "periodic"  # relayed services: "periodic", or also "on-activity" (a ping when the user sends)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ class Protection:
 
     transport: str  # one of TRANSPORTS
     payload: str  # one of PAYLOAD_PROTECTIONS
+    debug_header: bool = False  # relayed services: "To: <recipient>" in clear before the sealed body
+    nonce: str = "counter"  # AES-GCM nonces: "counter" (never repeat per key) or "reused" (a broken build)
 
 
 @dataclass(frozen=True)

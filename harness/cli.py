@@ -118,6 +118,12 @@ def cmd_score(args) -> int:
     return run_score(args)
 
 
+def cmd_tradeoff(args) -> int:
+    from harness.tradeoff import run_tradeoff_command
+
+    return run_tradeoff_command(args, _scenario_paths([args.scenario])[0])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="harness", description="What can a state that taps the links learn about a messaging system?")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -156,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", help="a scenario file whose [policy] applies")
     s.add_argument("--reports", default="reports", help="write NAME.json here (default: %(default)s)")
     s.set_defaults(func=cmd_score)
+    s = sub.add_parser("tradeoff", help="leak versus cost: a relayed scenario under each defence; reports/tradeoff.md")
+    s.add_argument("scenario", nargs="?", default="bes-relay", help="base scenario (default: %(default)s)")
+    s.add_argument("--captures", default="captures/tradeoff")
+    s.add_argument("--reports", default="reports")
+    s.add_argument("--metadata-only", action="store_true",
+                   help="run only the metadata.* analyzers (faster; payload analyzers could find more)")
+    s.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    s.set_defaults(func=cmd_tradeoff)
     return p
 
 

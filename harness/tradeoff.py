@@ -93,3 +93,38 @@ def run_tradeoff(scenario, captures_dir: str | Path, analyzers: list[str] | None
         if progress:
             progress(out[-1])
     return out
+
+
+def run_tradeoff_command(args, path) -> int:
+    """`harness tradeoff`: run the variants, write reports/tradeoff.md and tradeoff.svg atomically."""
+    import sys
+
+    from harness.errors import HarnessError
+    from harness.reporting.atomic import write_atomic
+    from harness.reporting.tradeoff import render_markdown, render_svg
+    from harness.scenario.load import load_scenario
+
+    scenario = load_scenario(path)
+    if scenario.service.relay == "":
+        raise HarnessError("tradeoff needs a relayed scenario (service.relay)", path=str(path))
+    variants = VARIANTS
+    if args.only:
+        known = {name for name, _ in VARIANTS}
+        unknown = sorted(set(args.only) - known)
+        if unknown:
+            raise HarnessError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        variants = tuple(v for v in VARIANTS if v[0] in set(args.only))
+    analyzers = metadata_analyzers() if args.metadata_only else None
+
+    def progress(r: VariantResult) -> None:
+        print(f"{r.name:24} contacts {r.advantage('contacts'):.2f}  bandwidth "
+              f"{r.costs.get('bandwidth', {}).get('overhead_pct', 0.0):+.1f}%  latency p95 "
+              f"{r.costs.get('latency', {}).get('p95_s', 0.0):.1f} s ({r.seconds:.1f} s)", file=sys.stderr)
+
+    results = run_tradeoff(scenario, args.captures, analyzers, variants, progress)
+    reports = Path(args.reports)
+    write_atomic(reports / "tradeoff.svg", render_svg(results))
+    text = render_markdown(scenario.name, results)
+    write_atomic(reports / "tradeoff.md", text)
+    print(text)
+    return 0

@@ -94,7 +94,7 @@ def defence_costs(scenario, ctx: SimContext, frames: list, truth: Truth) -> dict
                           "source": "capture: frame bytes on the tapped links, with minus without defences"},
             "tap_latency": {"messages": len(tap_delay),
                             "p50_s": round(tap_delay[len(tap_delay) // 2], 4) if tap_delay else 0.0,
-                            "source": "capture: last tap time of each message, with minus without"}}
+                            "source": "capture: tap time of each message's last leg (its first byte), with minus without"}}
 
 
 def _write_json_atomic(path: Path, doc) -> None:

@@ -1,0 +1,1 @@
+"""Metadata adversary: relay correlation, defences and what they cost."""

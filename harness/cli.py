@@ -75,6 +75,10 @@ def cmd_analyze(args) -> int:
         by_obs[f["observable"]] = by_obs.get(f["observable"], 0) + 1
     for obs, n in sorted(by_obs.items()):
         print(f"  {obs:10} {n} findings")
+    if getattr(args, "explain", None):
+        from harness.explain import explain_flow
+
+        print(explain_flow(doc, args.explain))
     if args.print_json:
         sys.stdout.write(text)
     return 0
@@ -138,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keys", help="keys the adversary holds (harness.keys/1 JSON)")
     s.add_argument("--json", help="write the harness.findings/1 document here")
     s.add_argument("--print-json", action="store_true", help="print the findings document to stdout")
+    s.add_argument("--explain", metavar="FLOW", help="print every finding about one flow (its id, or part of it) "
+                   "with its evidence")
     s.set_defaults(func=cmd_analyze)
     s = sub.add_parser("attack", help="simulate, analyze and score scenarios; print the verdict table")
     s.add_argument("names", nargs="*", help="scenario names or .toml paths (default: all)")

@@ -10,7 +10,8 @@ are in docs/gate.md:
   advantage that rises beyond its sampling noise: the new advantage's 95% lower bound (the Wilson
   interval on the accuracy, mapped through (a - chance) / (1 - chance)) lies above the baseline's
   95% upper bound, so the two intervals do not overlap;
-* a **policy break** (the scenario's `[policy]`) fails whatever the baseline says;
+* a **policy break** (the scenario's `[policy]`) fails whatever the baseline says, unless the scenario
+  lists the observable in `[policy] known_breaks` (a weak design on display): then it is a note;
 * an **improvement** is the mirror image of a regression; it is listed and passes;
 * a scenario that is new (not in the baseline) is a note; one missing from the current reports is a
   note, or a failure with `strict=True`.
@@ -68,6 +69,7 @@ def snapshot(reports: list[dict], findings: dict[str, dict] | None = None) -> di
         scenarios[name] = {"seed": r.get("seed"), "observables": observables,
                            "policy": {"hidden": list(policy.get("hidden", [])),
                                       "max_advantage": dict(policy.get("max_advantage", {})),
+                                      "known_breaks": list(policy.get("known_breaks", [])),
                                       "breaks": list(policy.get("breaks", []))}}
     return {"schema": BASELINE_SCHEMA, "scenarios": scenarios}
 
@@ -250,9 +252,18 @@ def compare(baseline: dict | None, current: dict, strict: bool = False) -> GateR
             notes.append(f"{name}: seed changed {base.get('seed')} -> {cur.get('seed')}: "
                          "the comparison is between different workloads")
         broken: dict[str, list[str]] = {}
-        for b in cur.get("policy", {}).get("breaks", []):
-            broken.setdefault(b["observable"], []).append(
-                f"policy {b['rule']}: {b['verdict']}, advantage {float(b['advantage']):.2f}")
+        policy = cur.get("policy", {})
+        known = set(policy.get("known_breaks", []))
+        for b in policy.get("breaks", []):
+            text = f"policy {b['rule']}: {b['verdict']}, advantage {float(b['advantage']):.2f}"
+            if b["observable"] in known:
+                notes.append(f"{name} {b['observable']}: known policy break ({text[7:]}), declared in "
+                             "[policy] known_breaks")
+            else:
+                broken.setdefault(b["observable"], []).append(text)
+        for obs in sorted(known - {b["observable"] for b in policy.get("breaks", [])}):
+            notes.append(f"{name} {obs}: listed in [policy] known_breaks but no longer breaks the policy; "
+                         "remove it from known_breaks")
         base_obs = (base or {}).get("observables", {})
         for obs, m in cur["observables"].items():
             case = compare_observable(name, obs, base_obs.get(obs) if base is not None else None, m)

@@ -277,6 +277,9 @@ POLICY = Section(
               "observables the deployment promises to hide"),
         Field("max_advantage", MapOf(NUMBER, (OBSERVABLE,), (between(0, 1),)), {}, (),
               "observable -> the largest adversary advantage allowed"),
+        Field("known_breaks", ListOf(STR, (OBSERVABLE, unique("observable"))), [], (),
+              "observables whose break the scenario exists to show (a weak design on display): "
+              "the gate lists them and passes"),
     ),
     Policy,
 )

@@ -174,6 +174,7 @@ class Policy:
 
     hidden: tuple[str, ...]
     max_advantage: FrozenMap  # observable -> 0..1; `.get(obs)` is None when there is no limit
+    known_breaks: tuple[str, ...] = ()  # breaks the scenario exists to show: reported, not failed (docs/gate.md)
 
 
 @dataclass(frozen=True)

@@ -47,4 +47,8 @@ def policy_breaks(observables: dict, policy) -> dict:
         if observables[name]["verdict"] != "n/a" and adv > limit:
             breaks.append({"observable": name, "rule": f"max_advantage {limit}", "verdict":
                            observables[name]["verdict"], "advantage": adv})
-    return {"hidden": list(policy.hidden), "max_advantage": dict(policy.max_advantage), "breaks": breaks}
+    known = list(getattr(policy, "known_breaks", ()))
+    for b in breaks:
+        b["known"] = b["observable"] in known
+    return {"hidden": list(policy.hidden), "max_advantage": dict(policy.max_advantage), "breaks": breaks,
+            "known_breaks": known}

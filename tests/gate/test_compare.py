@@ -120,3 +120,15 @@ def test_update_says_what_changed_and_keeps_absent_scenarios():
     lines = changes_for_update(old, new)
     assert any(line.startswith("~ a content: hidden") and "visible" in line for line in lines)
     assert changes_for_update(new, new) == []
+
+
+def test_known_breaks_are_notes_and_a_stale_one_is_named():
+    brk = {"observable": "content", "rule": "hidden", "verdict": "visible", "advantage": 1.0, "known": True}
+    r = report("weak", breaks=[brk], content=obs(1.0, 30), subject=obs(0.0, 30))
+    r["policy"].update(hidden=["content", "subject"], known_breaks=["content", "subject"])
+    result = compare(None, snapshot([r]))
+    assert result.passed and not result.policy_breaks
+    assert any("weak content: known policy break (hidden: visible" in n for n in result.notes)
+    assert any("weak subject: listed in [policy] known_breaks but no longer breaks" in n for n in result.notes)
+    r["policy"]["known_breaks"] = ["subject"]
+    assert not compare(None, snapshot([r])).passed  # a break not declared known still fails

@@ -117,3 +117,18 @@ def test_input_errors_are_one_line_exit_2(tmp_path):
     (tmp_path / "reports" / "baseline.json").write_text("{}")
     proc = harness("gate", cwd=tmp_path)
     assert proc.returncode == 2 and "not a baseline" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_declared_known_break_passes(tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "scenarios").mkdir(parents=True)
+    text = (ROOT / "scenarios" / "email-plaintext.toml").read_text().replace(
+        'hidden = []', 'hidden = ["content"]\nknown_breaks = ["content"]')
+    (proj / "scenarios" / "email-plaintext.toml").write_text(text)
+    att = harness("attack", cwd=proj)
+    assert att.returncode == 0 and "policy broken" not in att.stdout
+    assert "known policy breaks (1, declared in the scenarios' [policy] known_breaks): email-plaintext content" \
+        in att.stdout
+    assert harness("gate", "--update", cwd=proj).returncode == 0
+    proc = harness("gate", cwd=proj)
+    assert proc.returncode == 0 and "email-plaintext content: known policy break" in proc.stdout

@@ -210,7 +210,7 @@ def test_to_json_is_plain_data():
     assert json.loads(json.dumps(plain, allow_nan=False)) == plain
     assert plain["topology"]["hosts"][0] == {"name": "relay", "role": "relay", "ip": "198.51.100.10",
                                              "hostname": "relay.example"}
-    assert plain["policy"] == {"hidden": ["content"], "max_advantage": {"contacts": 0.1}}
+    assert plain["policy"] == {"hidden": ["content"], "max_advantage": {"contacts": 0.1}, "known_breaks": []}
     assert plain["workload"]["kinds"][1]["size"]["median"] is None
     assert plain["path"] == PATH
 

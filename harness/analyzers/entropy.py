@@ -50,13 +50,32 @@ class ByteStats:
     chi2: float  # against uniform over 256 values
     p_uniform: float  # upper tail of chi-square(255), Wilson-Hilferty approximation
     printable: float  # share of bytes that are printable ASCII, tab, CR or LF
+    popcount: float = 0.0  # set bits per byte: 4 for random bytes, ~3.4 for ASCII text
+    longest_printable_run: int = 0  # longest run of bytes in 0x20..0x7e
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.float64)
+_ASCII_PRINTABLE = np.zeros(256, dtype=bool)
+_ASCII_PRINTABLE[0x20:0x7F] = True
+
+
+def longest_printable_run(a: np.ndarray) -> int:
+    """Longest run of bytes in 0x20..0x7e (the censor's notion of printable)."""
+    if a.size == 0:
+        return 0
+    breaks = np.flatnonzero(~_ASCII_PRINTABLE[a])
+    if breaks.size == 0:
+        return int(a.size)
+    edges = np.concatenate(([-1], breaks, [a.size]))
+    return int((np.diff(edges) - 1).max())
 
 
 def byte_stats(data: bytes) -> ByteStats:
     n = len(data)
     if n == 0:
         return ByteStats(0, 0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256).astype(np.float64)
+    a = np.frombuffer(data, dtype=np.uint8)
+    counts = np.bincount(a, minlength=256).astype(np.float64)
     nonzero = counts[counts > 0]
     p = nonzero / n
     entropy = float(-(p * np.log2(p)).sum())
@@ -64,7 +83,9 @@ def byte_stats(data: bytes) -> ByteStats:
     entropy_mm = entropy + (distinct - 1) / (2 * n * math.log(2))
     expected = n / 256
     chi2 = float(((counts - expected) ** 2).sum() / expected)
-    return ByteStats(n, distinct, entropy, entropy_mm, chi2, chi2_upper_tail(chi2, 255), printable_fraction(data))
+    popcount = float(counts @ _POPCOUNT) / n
+    return ByteStats(n, distinct, entropy, entropy_mm, chi2, chi2_upper_tail(chi2, 255), printable_fraction(data),
+                     popcount, longest_printable_run(a))
 
 
 def chi2_upper_tail(x: float, df: int) -> float:
@@ -258,7 +279,25 @@ def measured_segments(flow: Flow, layout: StreamLayout) -> Measured:
 def stats_json(stats: ByteStats) -> dict:
     return {"bytes": stats.n, "entropy": round(stats.entropy_mm, 3), "entropy_plugin": round(stats.entropy, 3),
             "chi2": round(stats.chi2, 1), "p_uniform": round(stats.p_uniform, 4),
-            "printable": round(stats.printable, 3), "distinct": stats.distinct}
+            "printable": round(stats.printable, 3), "distinct": stats.distinct,
+            "popcount": round(stats.popcount, 3), "longest_printable_run": stats.longest_printable_run}
+
+
+HEAD_BYTES = 16  # "first bytes": the head of each measured unit, where a clear header would sit
+
+
+def positional_stats(segments: list[bytes]) -> dict | None:
+    """Byte statistics of the first HEAD_BYTES of every unit against the rest: a header in clear
+    inside encrypted framing shows as a low-entropy, often printable head over a random body."""
+    units = [s for s in segments if len(s) > 2 * HEAD_BYTES]
+    if len(units) < 2:
+        return None
+    head = byte_stats(b"".join(s[:HEAD_BYTES] for s in units))
+    rest = byte_stats(b"".join(s[HEAD_BYTES:] for s in units))
+    # Per position across units: how many distinct values each head byte takes (1 = a fixed field).
+    fixed = sum(1 for i in range(HEAD_BYTES) if len({s[i] for s in units}) == 1)
+    return {"units": len(units), "head": stats_json(head), "rest": stats_json(rest), "fixed_head_bytes": fixed,
+            "clear_head": bool(looks_uniform(rest) and rest.n >= 256 and (head.printable > 0.7 or fixed >= 4))}
 
 
 @register
@@ -288,12 +327,18 @@ class PayloadEntropy(Analyzer):
             if measured.segments[direction]:
                 side = classify(measured.segments[direction], block_check=block_check)
                 evidence[DIRECTION_NAMES[direction]] = {"class": side.cls, **stats_json(side.stats)}
+        for direction in (CLIENT, SERVER):
+            position = positional_stats(measured.segments[direction][:256])
+            if position is not None:
+                evidence.setdefault("position", {})[DIRECTION_NAMES[direction]] = position
         burst_rows = []
         for burst in message_bursts(layout)[:MAX_BURSTS_IN_EVIDENCE]:
             b = classify(burst.bodies(bytes(flow.payload[burst.direction])), block_check=block_check)
             burst_rows.append({"time": round(burst.start_time, 6), "direction": DIRECTION_NAMES[burst.direction],
                                "payload": burst.payload, "measured": b.stats.n, "class": b.cls,
-                               "entropy": round(b.stats.entropy_mm, 3), "p_uniform": round(b.stats.p_uniform, 4)})
+                               "entropy": round(b.stats.entropy_mm, 3), "p_uniform": round(b.stats.p_uniform, 4),
+                               "popcount": round(b.stats.popcount, 3), "printable": round(b.stats.printable, 3),
+                               "longest_printable_run": b.stats.longest_printable_run})
         if burst_rows:
             evidence["bursts"] = burst_rows
         value = {"class": verdict.cls, "entropy": round(verdict.stats.entropy_mm, 3)}

@@ -14,7 +14,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness.observe import Observer  # noqa: E402
+from harness.observe import Observer, observe  # noqa: E402
 from harness.observe.decode import Decoder  # noqa: E402
 from harness.wire.capture_reader import CaptureReader  # noqa: E402
 
@@ -113,7 +113,10 @@ def main() -> None:
             return sum(1 for _ in Observer([path]).flows())
 
         secs, count = _best(flows_all, repeat=2)
-        print(f"read+decode+flows:     {secs:6.2f} s  {n / secs:10,.0f} records/s  ({count} flows)")
+        print(f"read+decode+flows:     {secs:6.2f} s  {n / secs:10,.0f} records/s  ({count} flows, streamed)")
+
+        secs, obs = _best(lambda: observe([path]), repeat=2)
+        print(f"observe():             {secs:6.2f} s  {n / secs:10,.0f} records/s  ({len(obs.flows)} flows kept)")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""Run the registered analyzers over observed flows and build the findings document.
+"""Run the registered analyzers over observed flows, as they stream past, and build the findings document.
 
+Flows are consumed lazily: each finished flow goes through every analyzer's `on_flow`, then its payload and
+chunks are released, so memory follows the flows still open plus one small summary per flow (what `finish`
+and the findings document need: addresses, counters, times, anomalies), never the capture's bytes.
 One analyzer's exception is contained: recorded in `AnalysisResult.errors`, and the run goes on.
 Like the analyzers, this sees only observed flows and the adversary's knowledge, never truth.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
@@ -23,6 +27,7 @@ class AnalysisResult:
     findings: list[Finding] = field(default_factory=list)
     flow_labels: dict[str, dict] = field(default_factory=dict)  # flow id -> {"app", "payload_class", "entropy"}
     errors: list[str] = field(default_factory=list)  # "analyzer-id: ExcType: message"
+    flows: list[Flow] = field(default_factory=list)  # every flow analysed, in the order it came (maybe released)
 
 
 def _error_text(analyzer_id: str, exc: BaseException, where: str) -> str:
@@ -70,23 +75,40 @@ class _Runner:
         return self.errors + extra
 
 
-def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None) -> AnalysisResult:
-    """Call every registered analyzer (or those in `only`) on each flow, then `finish` with all flows."""
+def flow_summary(flow: Flow) -> Flow:
+    """A copy of `flow` without its reassembled bytes and chunks, counters kept: what `finish` gets.
+
+    The flow itself is left as it was; once the caller drops it (a streaming source does), its bytes go.
+    """
+    return replace(flow, payload=[bytearray(), bytearray()], chunks=[])
+
+
+def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None,
+                  release: bool = True) -> AnalysisResult:
+    """Call every registered analyzer (or those in `only`) on each flow as it comes, then `finish` with all flows.
+
+    `flows` may be a lazy iterator (`harness.observe.iter_flows`); it is consumed once. With `release` (the
+    default) only a payload-free `flow_summary` of each flow is kept after its `on_flow` calls, so `finish`
+    sees summaries; `AnalysisResult.flows` holds them in the order they came.
+    """
     runner = _Runner(knowledge, only)
     seen: list[Flow] = []
+    analyzers = runner.analyzers
+    call = runner.call
     for flow in flows:
-        seen.append(flow)
-        for analyzer in runner.analyzers:
-            runner.call(analyzer, "on_flow", flow, f"flow {flow.id}")
-    for analyzer in runner.analyzers:
-        runner.call(analyzer, "finish", seen, "finish")
+        for analyzer in analyzers:
+            call(analyzer, "on_flow", flow, f"flow {flow.id}")
+        seen.append(flow_summary(flow) if release else flow)
+    for analyzer in analyzers:
+        call(analyzer, "finish", seen, "finish")
 
     unique: dict[str, Finding] = {}
-    for finding in runner.findings:
+    for finding in runner.findings:  # a finding's id is a hash of its JSON: compute it once per finding
         unique.setdefault(finding.id, finding)
-    findings = sorted(unique.values(),
-                      key=lambda f: (f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id))
-    return AnalysisResult(findings, flow_labels(seen, findings), runner.summary_errors())
+    findings = [f for _, f in sorted(unique.items(),
+                                     key=lambda kv: (kv[1].flow is not None, kv[1].flow or "", kv[1].analyzer,
+                                                     kv[1].kind, kv[0]))]
+    return AnalysisResult(findings, flow_labels(seen, findings), runner.summary_errors(), seen)
 
 
 def flow_labels(flows: Iterable[Flow], findings: Iterable[Finding]) -> dict[str, dict]:
@@ -121,14 +143,18 @@ def findings_document(observation: Observation, result: AnalysisResult) -> dict:
             "packets": flow.total_packets, "bytes": flow.total_bytes,
             "first_seen": round(flow.first_seen, 6), "last_seen": round(flow.last_seen, 6),
             "app": label.get("app", "unknown"), "payload_class": label.get("payload_class"),
-            "entropy": label.get("entropy"),
+            "entropy": label.get("entropy"), "anomalies": dict(sorted(flow.anomalies.items())),
         })
+    anomalies: Counter = Counter()
+    for flow in observation.flows:
+        anomalies.update(flow.anomalies)
     return {
         "schema": SCHEMA,
         "captures": list(observation.captures),
         "flows": flows,
         "findings": [f.to_json() for f in result.findings],
         "skipped": {reason: int(count) for reason, count in sorted(observation.skipped.items())},
+        "anomalies": {kind: int(count) for kind, count in sorted(anomalies.items())},
         "notes": list(observation.notes),
         "errors": list(result.errors),
     }

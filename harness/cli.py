@@ -61,13 +61,17 @@ def cmd_analyze(args) -> int:
     from harness.pipeline import analyze_captures
     from harness.reporting.atomic import write_atomic
 
-    doc = analyze_captures(args.captures, args.keys)
+    from harness.observe.progress import terminal_progress
+
+    doc = analyze_captures(args.captures, args.keys, progress=terminal_progress(args.captures))
     text = json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n"
     if args.json:
         write_atomic(args.json, text)
     flows, findings = doc["flows"], doc["findings"]
     print(f"{len(flows)} flows, {len(findings)} findings, skipped: "
           + (", ".join(f"{k}={v}" for k, v in sorted(doc["skipped"].items())) or "none"))
+    if doc.get("anomalies"):
+        print("anomalies: " + ", ".join(f"{k}={v}" for k, v in doc["anomalies"].items()))
     for note in doc.get("notes", []):
         print(f"note: {note}")
     by_obs: dict[str, int] = {}

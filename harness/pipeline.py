@@ -10,18 +10,28 @@ from pathlib import Path
 
 from harness.analysis import findings_document, run_analyzers
 from harness.keys import load_knowledge
-from harness.observe import observe
+from harness.observe import Observer, fewer_gc_passes
+from harness.observe.model import Observation
 from harness.reporting.atomic import write_atomic
 from harness.scenario.load import load_scenario
 from harness.scoring import score
 from harness.sim.simulate import simulate, write_outputs
 
 
-def analyze_captures(paths: list[str], keys_path: str | None = None) -> dict:
-    """The adversary: captures and declared keys in, `harness.findings/1` document out."""
+def analyze_captures(paths: list[str], keys_path: str | None = None, progress=None) -> dict:
+    """The adversary: captures and declared keys in, `harness.findings/1` document out.
+
+    Streams: each flow goes to the analyzers as soon as it finishes and its payload is dropped after, so
+    memory does not grow with the capture's bytes. `progress(done_bytes, total_bytes, records)`, if given,
+    is called now and then while reading (see `harness.observe.progress`).
+    """
     knowledge = load_knowledge(keys_path)
-    observation = observe([str(p) for p in paths])
-    result = run_analyzers(observation.flows, knowledge)
+    observer = Observer([str(p) for p in paths], progress=progress)  # refuses a non-capture before any work
+    with fewer_gc_passes():
+        result = run_analyzers(observer.flows(), knowledge)
+    flows = sorted(result.flows, key=lambda f: f.first_seen)
+    observation = Observation(captures=list(observer.paths), flows=flows, packets=observer.packets,
+                              skipped=observer.skipped, notes=observer.notes)
     return findings_document(observation, result)
 
 

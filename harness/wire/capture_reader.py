@@ -69,6 +69,7 @@ class _Window:
         self._stream = None
         self._map: mmap.mmap | None = None
         self.buf: bytes | mmap.mmap = b""
+        self.mapped = False  # True: `buf` is the whole file, so a position in it is a file offset
         if compressed:
             self._stream = gzip.open(path, "rb")
             self.buf = self._read(_CHUNK)
@@ -77,6 +78,7 @@ class _Window:
             try:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
                 self.buf = self._map
+                self.mapped = True
             except (ValueError, OSError):  # not mappable (pipe, special file): fall back to streaming
                 self._stream = open(path, "rb")
                 self.buf = self._read(_CHUNK)
@@ -183,6 +185,7 @@ class CaptureReader:
         self.path = path
         self.notes: list[str] = []
         self.count = 0  # records read, final once `records()` is exhausted or closed
+        self._at = 0  # file offset reached, updated every 65,536 records (-1: compressed, unknown)
         self.compressed, head = _probe(path)
         magic = head[:4]
         self.format = "pcapng" if magic == _PCAPNG_MAGIC else _PCAP_MAGICS[magic][3]
@@ -205,6 +208,11 @@ class CaptureReader:
             self.notes.append(f"capture damaged after {self.count} records ({type(err).__name__}: {err}): stopped")
         finally:
             win.close()
+
+    @property
+    def offset(self) -> int | None:
+        """Roughly how far into the file reading has got (for progress); None for a compressed stream."""
+        return None if self._at < 0 else self._at
 
     def _stop_short(self, win: _Window, n: int) -> None:
         if win.error:
@@ -249,6 +257,8 @@ class CaptureReader:
                         self._stop_short(win, n)
                         return
                 n += 1
+                if not n & 0xFFFF:
+                    self._at = pos if win.mapped else -1
                 yield new(rec_type, (sec + frac * scale, linktype, buf[start:pos], orig))
         finally:
             self.count = n
@@ -304,6 +314,8 @@ class CaptureReader:
                     self.notes.append(f"pcapng block after {n} records: lengths in header and trailer differ: "
                                       f"capture corrupt, stopped")
                     return
+                if not n & 0xFFFF:
+                    self._at = pos if win.mapped else -1
                 if btype == _EPB:
                     if blen < 32:
                         bad["short enhanced packet blocks"] += 1

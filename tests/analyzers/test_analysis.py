@@ -109,13 +109,13 @@ def test_findings_document_has_exactly_the_schema(flows, knowledge):
     result = run_analyzers(flows, knowledge)
     result.errors.append("x.y: KeyError: 'z' (finish)")
     doc = findings_document(observation, result)
-    assert list(doc) == ["schema", "captures", "flows", "findings", "skipped", "notes", "errors"]
+    assert list(doc) == ["schema", "captures", "flows", "findings", "skipped", "anomalies", "notes", "errors"]
     assert doc["schema"] == "harness.findings/1" and doc["captures"] == ["captures/x.pcap"]
     assert doc["skipped"] == {"arp": 3, "icmp": 1} and doc["notes"] == ["a note"]
     assert doc["errors"] == ["x.y: KeyError: 'z' (finish)"]
     row = doc["flows"][0]
     assert list(row) == ["id", "proto", "src", "dst", "packets", "bytes", "first_seen", "last_seen", "app",
-                         "payload_class", "entropy"]
+                         "payload_class", "entropy", "anomalies"]
     f0 = flows[0]
     assert row["id"] == f0.id and row["packets"] == f0.total_packets and row["bytes"] == f0.total_bytes
     assert row["first_seen"] == round(f0.first_seen, 6) and row["app"] == "smtp"

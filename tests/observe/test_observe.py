@@ -102,3 +102,10 @@ def test_observer_counts(tmp_path, build):
     obs = Observer([str(path)])
     flows = list(obs.flows())
     assert len(flows) == 1 and obs.packets == 9
+
+
+def test_observe_leaves_the_garbage_collector_as_it_found_it(tmp_path, build):
+    import gc
+    before = gc.get_threshold()
+    observe([str(build.write_pcap(tmp_path / "s.pcap", _session(build)))])
+    assert gc.get_threshold() == before

@@ -1,0 +1,120 @@
+"""Capture throughput: `harness analyze` beside tshark on the same synthetic capture, in the same run.
+
+    python -m bench.capture_throughput [PACKETS ...]        (default: 100000 1000000)
+    python -m bench.capture_throughput --observe-only FILE  (the observe tier alone; used by the table)
+    python -m bench.capture_throughput --per-analyzer FILE  (seconds spent in each analyzer)
+
+For each size the mixed capture (bench/mixed_capture.py, cached under bench/out/) is read by
+`harness analyze` with the full analyzer set, by the observe tier alone, by `tshark -q -z conv,tcp`, and by
+tshark printing per-packet fields. Each runs as a child process; wall time and peak memory (the child's
+maximum RSS, from `os.wait4`) are printed with packets per second and the ratio to tshark conv.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from bench.mixed_capture import cached
+
+TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
+                 "tcp.len", "frame.len"]
+
+
+def _child(cmd: list[str]) -> tuple[float, float, int]:
+    """Run `cmd` as a child: (wall seconds, its peak RSS in MB from wait4's rusage, exit code); output discarded."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode
+
+
+def _commands(path: str) -> list[tuple[str, list[str]]]:
+    py = sys.executable
+    harness = [py, "-m", "harness", "analyze", path, "--json", os.path.join(os.path.dirname(path), "findings.json")]
+    out = [("harness analyze (all analyzers)", harness),
+           ("harness observe tier only", [py, "-m", "bench.capture_throughput", "--observe-only", path])]
+    if shutil.which("tshark"):
+        out += [("tshark -q -z conv,tcp", ["tshark", "-n", "-r", path, "-q", "-z", "conv,tcp"]),
+                ("tshark -T fields (per packet)",
+                 ["tshark", "-n", "-r", path, "-T", "fields", *[a for f in TSHARK_FIELDS for a in ("-e", f)]])]
+    return out
+
+
+def table(sizes: list[int], skip: set[str] = frozenset()) -> str:
+    rows = ["| packets | MB | tool | seconds | packets/s | vs tshark conv | peak RSS MB |",
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for n in sizes:
+        path = cached(n)
+        mb = os.path.getsize(path) / 1e6
+        results = []
+        for name, cmd in _commands(path):
+            if name in skip:
+                continue
+            wall, peak, rc = _child(cmd)
+            results.append((name, wall, peak, rc))
+            print(f"  {n:>9,} {name:34} {wall:8.1f} s  {peak:8.0f} MB  (exit {rc})", file=sys.stderr, flush=True)
+        conv = next((w for name, w, _, _ in results if name.startswith("tshark -q")), None)
+        for name, wall, peak, rc in results:
+            ratio = f"{conv / wall:.2f}x" if conv else "-"
+            note = "" if rc == 0 else f" (exit {rc})"
+            rows.append(f"| {n:,} | {mb:.0f} | {name}{note} | {wall:.1f} | {n / wall:,.0f} | {ratio} | {peak:.0f} |")
+    return "\n".join(rows)
+
+
+def observe_only(path: str) -> None:
+    from harness.observe import Observer, fewer_gc_passes
+
+    obs = Observer([path])
+    with fewer_gc_passes():
+        flows = sum(1 for _ in obs.flows())
+    print(f"{obs.packets} packets, {flows} flows, skipped {sum(obs.skipped.values())}")
+
+
+def per_analyzer(path: str) -> None:
+    """Seconds in each analyzer's on_flow and finish, on a streamed run (the observe tier timed apart)."""
+    from harness.analysis import flow_summary
+    from harness.analyzers import Knowledge, registry
+    from harness.observe import Observer, fewer_gc_passes
+
+    analyzers = [cls(Knowledge()) for cls in registry().values()]
+    spent: Counter = Counter()
+    findings: Counter = Counter()
+    seen = []
+    started = time.perf_counter()
+    with fewer_gc_passes():
+        for flow in Observer([path]).flows():
+            for a in analyzers:
+                t0 = time.perf_counter()
+                findings[a.id] += len(list(a.on_flow(flow) or ()))
+                spent[a.id] += time.perf_counter() - t0
+            seen.append(flow_summary(flow))
+        for a in analyzers:
+            t0 = time.perf_counter()
+            findings[a.id] += len(list(a.finish(seen) or ()))
+            spent[a.id] += time.perf_counter() - t0
+    total = time.perf_counter() - started
+    print(f"{len(seen)} flows, {total:.1f} s in all; observe tier {total - sum(spent.values()):.1f} s")
+    for aid, secs in spent.most_common():
+        print(f"  {aid:32} {secs:8.1f} s  {secs / len(seen) * 1e3:7.2f} ms/flow  {findings[aid]:8} findings")
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--observe-only"]:
+        observe_only(argv[1])
+        return
+    if argv[:1] == ["--per-analyzer"]:
+        per_analyzer(argv[1])
+        return
+    sizes = [int(a) for a in argv] or [100_000, 1_000_000]
+    print(f"capture throughput: python -m bench.capture_throughput {' '.join(map(str, sizes))}", file=sys.stderr)
+    print(table(sizes))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -113,8 +113,9 @@ class Report:
 def attack(scenario: str | Path, workdir: str | Path, **overrides) -> Report:
     """Simulate, analyze and score one scenario file into `workdir` (captures/ and reports/ inside).
 
-    `overrides` replace top-level scenario keys or, written `table__key`, keys of a table
-    (`protection__payload="none"`): a variant without copying the file.
+    `overrides` make a variant without copying the file: `seed=5` replaces a top-level key,
+    `defences={"padding": "none"}` merges into a table (other keys of the table stay), and
+    `protection__payload="none"` sets one key of a table.
     """
     from harness.pipeline import run_scenario
     from harness.scenario.load import load_scenario, scenario_from_document
@@ -130,6 +131,8 @@ def attack(scenario: str | Path, workdir: str | Path, **overrides) -> Report:
             table, _, sub = key.partition("__")
             if sub:
                 doc.setdefault(table, {})[sub] = value
+            elif isinstance(value, dict) and isinstance(doc.get(table), dict):
+                doc[table] = {**doc[table], **value}  # a table: merged, keys given replace the file's
             else:
                 doc[table] = value
         sc = scenario_from_document(doc, path)

@@ -8,8 +8,8 @@ are in docs/gate.md:
 
 * a **regression** is a verdict that moves toward visible (hidden -> partial -> visible), or an
   advantage that rises beyond its sampling noise: the new advantage's 95% lower bound (the Wilson
-  interval on the accuracy, mapped through (a - chance) / (1 - chance)) lies above the baseline's
-  95% upper bound, so the two intervals do not overlap;
+  interval on the accuracy, mapped through (a - chance) / (1 - chance), clamped at 0) lies above the
+  baseline's 95% upper bound, so the two intervals do not overlap;
 * a **policy break** (the scenario's `[policy]`) fails whatever the baseline says, unless the scenario
   lists the observable in `[policy] known_breaks` (a weak design on display): then it is a note;
 * an **improvement** is the mirror image of a regression; it is listed and passes;
@@ -206,7 +206,7 @@ def describe(m: dict | None) -> str:
     if v == "n/a":
         return "n/a"
     low, high = advantage_interval(m)
-    return f"{v} {float(m.get('advantage', 0.0)):.2f} [{max(low, -1):.2f}, {high:.2f}] n={m.get('n', 0)}"
+    return f"{v} {float(m.get('advantage', 0.0)):.2f} [{max(low, 0.0):.2f}, {max(high, 0.0):.2f}] n={m.get('n', 0)}"
 
 
 def compare_observable(scenario: str, observable: str, before: dict | None, after: dict | None) -> Case:
@@ -218,11 +218,12 @@ def compare_observable(scenario: str, observable: str, before: dict | None, afte
     rb, ra = RANK.get(vb, -1), RANK.get(va, -1)
     if ra > rb and va in LEAKING:
         regressions.append(f"verdict {vb} -> {va}")
-    elif ra < rb and vb in LEAKING:
+    elif ra < rb and vb in LEAKING and va != "n/a":
         improvements.append(f"verdict {vb} -> {va}")
     if va != "n/a" and vb != "n/a":
-        b_low, b_high = advantage_interval(before)
-        a_low, a_high = advantage_interval(after)
+        # Clamped at 0 like the advantage itself: doing worse than a guesser is no protection to lose.
+        b_low, b_high = (max(x, 0.0) for x in advantage_interval(before))
+        a_low, a_high = (max(x, 0.0) for x in advantage_interval(after))
         if a_low > b_high:
             regressions.append(f"advantage {before.get('advantage', 0):.2f} -> {after.get('advantage', 0):.2f} "
                                f"(new 95% low {a_low:.2f} > baseline high {b_high:.2f})")
@@ -230,7 +231,7 @@ def compare_observable(scenario: str, observable: str, before: dict | None, afte
             improvements.append(f"advantage {before.get('advantage', 0):.2f} -> {after.get('advantage', 0):.2f} "
                                 f"(new 95% high {a_high:.2f} < baseline low {b_low:.2f})")
     new_findings: tuple[str, ...] = ()
-    if "findings" in after and va in LEAKING:
+    if "findings" in after and va in LEAKING and ("findings" in before or vb not in LEAKING):
         known = set(before.get("findings", ()))
         new_findings = tuple(sorted(set(after["findings"]) - known))
     return Case(scenario, observable, before, after, tuple(regressions), (), tuple(improvements), new_findings)

@@ -132,3 +132,16 @@ def test_known_breaks_are_notes_and_a_stale_one_is_named():
     assert any("weak subject: listed in [policy] known_breaks but no longer breaks" in n for n in result.notes)
     r["policy"]["known_breaks"] = ["subject"]
     assert not compare(None, snapshot([r])).passed  # a break not declared known still fails
+
+
+def test_worse_than_guessing_to_guessing_is_not_a_regression():
+    """Contacts: an adversary whose F1 is far below the guess-every-pair chance, then at chance level:
+    advantage 0 both times (guessing is always open), so nothing was lost."""
+    assert gate([report("a", contacts=obs(0.0, 40, 0.4))], [report("a", contacts=obs(0.4, 40, 0.4))]).passed
+
+
+def test_baseline_without_findings_does_not_call_every_finding_new():
+    f1 = {"analyzer": "x", "observable": "size", "kind": "k", "flow": "f", "value": 1}
+    r = [report("a", size=obs(0.9, 30))]
+    result = compare(baseline_document(snapshot(r)), snapshot(r, {"a": {"findings": [f1]}}))
+    assert result.passed and result.cases[0].new_findings == ()

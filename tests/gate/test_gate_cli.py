@@ -1,19 +1,26 @@
 """`harness gate` from the command line: --update then gate passes, a leak fails with the table,
 --junit and --markdown outputs, --strict, exit codes, one-line input errors."""
+import contextlib
+import io
 import json
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from harness.cli import main
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def harness(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd)
+def harness(*args, cwd) -> subprocess.CompletedProcess:
+    """The CLI run in this process (no interpreter start-up per call), in folder `cwd`."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""The gate's terminal output: first the failures (scenario, observable, from -> to, evidence), then
-improvements and notes. Pure: `render(result, baseline_path) -> str`."""
+"""The gate's terminal output: first the failures, regressions before policy breaks (scenario,
+observable, from -> to, why, evidence), then improvements and notes. Pure: `render(result, baseline_path) -> str`."""
 from __future__ import annotations
 
 import json
@@ -43,7 +43,14 @@ def case_evidence(case, width: int = EVIDENCE_WIDTH) -> str:
 def render(result: GateResult, baseline: str = "baseline") -> str:
     out = [result.headline() + (f" against {baseline}" if result.has_baseline else " (no baseline: policy only)"),
            ""]
-    for c in result.failures:
+    failures = result.regressions + [c for c in result.failures if not c.regressions]  # regressions first
+    if len(failures) > 3:  # the whole list on one screen before the details
+        out.append("failing: " + ", ".join(f"{c.scenario}/{c.observable}"
+                                           + (f" ({c.before.get('verdict')}->{c.after.get('verdict')})"
+                                              if c.regressions and c.before and c.after else " (policy)")
+                                           for c in failures))
+        out.append("")
+    for c in failures:
         label = "REGRESSION" if c.regressions else "POLICY"
         out.append(f"{label:11}{c.scenario} / {c.observable}: {describe(c.before)} -> {describe(c.after)}")
         for why in c.regressions + c.policy:

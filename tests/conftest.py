@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]  # tests/gate runs a team's suite in process against the harness plugin
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 CORPUS = (ROOT / ".." / "shared" / "corpus" / "real").resolve()

@@ -1,6 +1,4 @@
 """The pytest plugin as a team uses it: fixtures from the `pytest11` entry point, readable failures."""
-import subprocess
-import sys
 import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -38,12 +36,12 @@ def test_overrides_make_a_variant_without_a_file(harness_attack):
         report.assert_policy_holds()
 
 
-def test_a_team_suite_gets_readable_assertion_messages(tmp_path):
-    """A separate pytest run (the plugin loaded by its entry point, not imported) fails with the
-    scenario, observable, measurement and evidence in the message."""
-    (tmp_path / "scenarios").mkdir()
-    (tmp_path / "scenarios" / "mail.toml").write_text((ROOT / "scenarios" / "email-plaintext.toml").read_text())
-    (tmp_path / "test_team.py").write_text(textwrap.dedent("""
+def test_a_team_suite_gets_readable_assertion_messages(pytester):
+    """A team's own pytest run (the plugin loaded by its `pytest11` entry point, not imported by the
+    test file) fails with the scenario, observable, measurement and evidence in the message."""
+    pytester.mkdir("scenarios")
+    (pytester.path / "scenarios" / "mail.toml").write_text((ROOT / "scenarios" / "email-plaintext.toml").read_text())
+    pytester.makepyfile(test_team=textwrap.dedent("""
         def test_contacts(harness_attack):
             report = harness_attack("mail")
             assert report.advantage("contacts") < 0.1
@@ -52,11 +50,9 @@ def test_a_team_suite_gets_readable_assertion_messages(tmp_path):
             report = harness_attack("scenarios/mail.toml")
             assert report.hidden("content")
     """))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    out = proc.stdout
-    assert "2 failed" in out
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
     assert "mail: contacts advantage 1.000 (visible; accuracy" in out
     assert "first evidence:" in out
     assert "Report(mail: content visible 1.00" in out  # `where False = <bound method Report.hidden of ...>`

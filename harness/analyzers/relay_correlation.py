@@ -23,8 +23,9 @@ FDR_Q = 0.05 over all tested pairs: the expected share of false links among thos
 5% under the null. Its confidence is 1 - p-value.
 
 Complexity, for n inbound and m outbound bursts: one sort, O((n+m) log(n+m)); EM on a sample of at
-most SAMPLE outbounds against inbounds within WINDOW seconds, O(SAMPLE * rho * WINDOW) pairs per
-iteration (rho = inbound rate); the full pass enumerates per outbound only the inbounds inside the
+most SAMPLE outbounds (fewer when busy: about SAMPLE_PAIRS pairs) against inbounds within WINDOW
+seconds, O(min(SAMPLE * rho * WINDOW, SAMPLE_PAIRS)) pairs per iteration (rho = inbound rate), six
+times (two modes, each against two shifted nulls); the full pass enumerates per outbound only the inbounds inside the
 learned support [lo, hi] with searchsorted, O(m * rho * (hi - lo)) pairs, twice more for the null
 shifts; links aggregate by sorting integer pair keys, O(P log P). Memory O(P). No step is O(n * m).
 """
@@ -48,7 +49,8 @@ INBOUND, OUTBOUND = 0, 1  # device -> relay, relay -> device
 WINDOW = 60.0  # seconds of delay the EM looks at
 D_MIN = 1e-3  # smallest delay bin edge
 BINS = 240  # log-spaced delay bins over [D_MIN, WINDOW]
-SAMPLE = 20000  # outbound messages the EM learns from
+SAMPLE = 20000  # outbound messages the EM learns from, at most
+SAMPLE_PAIRS = 2_000_000  # and at most about this many (inbound, outbound) pairs in their windows
 EM_ITERS = 12
 SCAN_WIDTHS = (5, 15, 45)  # neighbouring delay bins the significance scan sums, at three scales
 SIZE_MIN_PAIRS = 5  # pairs a size difference needs before it can count as the relay's overhead
@@ -180,7 +182,10 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
     edges = np.concatenate([[0.0], np.geomspace(D_MIN, WINDOW, BINS)])
     widths = np.diff(edges)
     rng = np.random.default_rng(seed)
-    sample = outb if len(outb) <= SAMPLE else np.sort(rng.choice(outb, SAMPLE, replace=False))
+    span_t = float(b.time[inb[-1]] - b.time[inb[0]]) if len(inb) > 1 else 1.0
+    per_outbound = max(len(inb) / max(span_t, 1.0) * WINDOW, 1.0)  # inbound candidates in one window
+    want = int(min(SAMPLE, max(SAMPLE_PAIRS / per_outbound, 1000)))
+    sample = outb if len(outb) <= want else np.sort(rng.choice(outb, want, replace=False))
     t_in = b.time[inb]
     op, ip = _pairs(t_in, b.time[sample], 0.0, WINDOW)
     o, i = sample[op], inb[ip]
@@ -356,46 +361,42 @@ def correlate(b: Bursts, seed: int = 0) -> Correlation:
     mu0 = received[r_of] * a0[s_of]
     tested = mass > 0
     pvals = np.ones(len(ukeys))
-    pvals[tested] = poisson_tail(mass[tested], mu0[tested])
+    candidate = tested & (mass >= MIN_MASS) & (mass > mu0)  # the rest cannot be emitted: p = 1, still counted
+    pvals[candidate] = poisson_tail(mass[candidate], mu0[candidate])
     cutoff = _bh_cutoff(pvals[tested])
-    emit = tested & (mass >= MIN_MASS) & (pvals <= cutoff) & (cutoff > 0)
+    emit = candidate & (pvals <= cutoff) & (cutoff > 0)
     result.pvalue_cutoff = cutoff
     if not emit.any():
         return result
 
-    # When each emitted link first passed the cutoff, in the recipient's outbound order.
+    # When each emitted link first passed the cutoff: its contributions in time order, the null growing
+    # with the recipient's outbound messages so far.
+    out_dev, out_time = b.device[outb], b.time[outb]
+    by_r = np.lexsort((out_time, out_dev))
     rank_in_recipient = np.empty(len(outb), dtype=np.int64)
-    by_r = np.lexsort((b.time[outb], b.device[outb]))
-    starts = np.searchsorted(b.device[outb][by_r], b.device[outb][by_r], side="left")
-    rank_in_recipient[by_r] = np.arange(len(outb)) - starts
-    top = np.zeros(len(outb), dtype=np.int64) - 1
-    if len(post):
-        best_order = np.lexsort((-post, op))
-        firsts = best_order[np.r_[True, op[best_order][1:] != op[best_order][:-1]]]
-        top[op[firsts]] = b.device[ip[firsts]]
-    emitted = set(np.nonzero(emit)[0].tolist())
-    sel = np.isin(inv, list(emitted))
-    sel_idx = np.nonzero(sel)[0]
-    sel_idx = sel_idx[np.lexsort((b.time[outb][op[sel_idx]], inv[sel_idx]))]
-    linked_at: dict[int, float] = {}
-    cum: dict[int, float] = {}
-    for q in sel_idx.tolist():
-        u = int(inv[q])
-        if u in linked_at:
-            continue
-        cum[u] = cum.get(u, 0.0) + float(post[q])
-        j = int(op[q])
-        n_r = int(rank_in_recipient[j]) + 1
-        if cum[u] >= MIN_MASS and float(poisson_tail(np.array([cum[u]]), np.array([n_r * a0[s_of[u]]]))[0]) <= cutoff:
-            linked_at[u] = float(b.time[outb[j]])
-    top_counts: dict[tuple[int, int], int] = {}
-    for j in np.nonzero(top >= 0)[0].tolist():
-        pair = (int(top[j]), int(b.device[outb[j]]))
-        top_counts[pair] = top_counts.get(pair, 0) + 1
-    for u in sorted(emitted):
-        s, r = int(s_of[u]), int(r_of[u])
-        result.links.append(Link(s, r, float(mass[u]), float(mu0[u]), float(pvals[u]), linked_at.get(u),
-                                 top_counts.get((s, r), 0)))
+    rank_in_recipient[by_r] = np.arange(len(outb)) - np.searchsorted(out_dev[by_r], out_dev[by_r], side="left")
+    sel = np.nonzero(emit[inv])[0]
+    sel = sel[np.lexsort((out_time[op[sel]], inv[sel]))]
+    group = inv[sel]
+    cum = np.cumsum(post[sel])
+    starts = np.r_[0, np.nonzero(group[1:] != group[:-1])[0] + 1]
+    cum -= np.repeat(np.r_[0.0, cum[starts[1:] - 1]], np.diff(np.r_[starts, len(sel)]))
+    ok = cum >= MIN_MASS
+    p_run = np.ones(len(sel))
+    p_run[ok] = poisson_tail(cum[ok], (rank_in_recipient[op[sel[ok]]] + 1) * a0[s_of[group[ok]]])
+    passed = np.nonzero(ok & (p_run <= cutoff))[0]
+    linked_at = {}
+    if len(passed):
+        firsts = passed[np.r_[True, group[passed][1:] != group[passed][:-1]]]
+        linked_at = dict(zip(group[firsts].tolist(), out_time[op[sel[firsts]]].tolist()))
+    # Outbound messages whose most likely source is the pair's sender.
+    best = np.lexsort((-post, op))
+    firsts = best[np.r_[True, op[best][1:] != op[best][:-1]]]
+    top_keys, top_n = np.unique(inv[firsts], return_counts=True)
+    top_counts = dict(zip(top_keys.tolist(), top_n.tolist()))
+    for u in np.nonzero(emit)[0].tolist():
+        result.links.append(Link(int(s_of[u]), int(r_of[u]), float(mass[u]), float(mu0[u]), float(pvals[u]),
+                                 linked_at.get(u), top_counts.get(u, 0)))
     return result
 
 

@@ -65,7 +65,7 @@ def sender_anonymity(truth: Truth, idx: Index, owner: dict[str, str]) -> dict:
         dist = _distribution(f, owner, users)
         hs.append(_entropy(dist))
         ps.append(dist.get(m.sender, 0.0))
-        top += max(dist, key=lambda k: dist[k]) == m.sender and dist[m.sender] > 1.0 / n_users
+        top += max(dist, key=lambda k: dist[k]) == m.sender and dist[m.sender] > 1.0 / n_users + 1e-9
     if not hs:
         return {}
     hmax = math.log2(n_users)

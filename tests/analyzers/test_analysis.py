@@ -13,7 +13,7 @@ from harness.observe.model import Observation
 
 from .conftest import C, make_flow, smtp_chunks
 
-OURS = ["metadata.flows", "payload.dpi", "payload.entropy"]
+OURS = ["metadata.activity", "metadata.flows", "payload.dpi", "payload.entropy"]
 
 
 @pytest.fixture

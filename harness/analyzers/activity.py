@@ -1,0 +1,126 @@
+"""Who is online when, how much each device receives, what kind of message each burst is, and whether a
+known document went by: metadata a tap reads from packet sizes and times alone.
+
+* online periods: a device's flows and packets, split where it was silent longer than ONLINE_GAP
+  (two and a half keep-alive periods of a relay client): it was off, or out of coverage.
+* size classes from the burst's payload and its packet sequence (MSS-sized segments): receipt or
+  control (<= RECEIPT_MAX bytes), chat (one segment), e-mail (up to EMAIL_MAX), attachment (larger).
+* a known-document fingerprint: a message whose payload is what a catalogued document's size becomes
+  as a MIME attachment (base64, 76-character lines, plus up to HEADER_SLACK bytes of headers and
+  sealing) or sent raw. The catalogue is KNOWN_DOCUMENTS plus any grant of kind "document-size"
+  (name = document name, material = its size in ASCII digits).
+
+Findings: `timing` "online-period" (no message time: the scorer does not count it as a message's
+time), `volume` "received-volume", `size` "size-class" and "known-document" (no byte count, so the
+size measure is unaffected). Sees only observed flows; never the simulator, its truth, or the scorer.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from harness.analyzers import register
+from harness.analyzers.interface import Analyzer, Finding
+from harness.observe.bursts import message_bursts, stream_layout
+from harness.observe.model import CLIENT, Flow
+from harness.observe.stream_clock import StreamClock
+
+ID = "metadata.activity"
+ONLINE_GAP = 300.0  # seconds of silence that end an online period
+RECEIPT_MAX = 64  # bytes: receipts, acks and presence pings
+ONE_SEGMENT = 1400  # bytes: a chat line fits one segment
+EMAIL_MAX = 20000  # bytes: above this, an attachment rides along
+HEADER_SLACK = 3000  # bytes of MIME headers, envelope and sealing around an attached document
+KNOWN_DOCUMENTS: dict[str, int] = {}  # name -> size in bytes; extend, or grant "document-size" keys
+
+
+def size_class(payload: int, packets: int) -> str:
+    if payload <= RECEIPT_MAX:
+        return "receipt"
+    if payload <= ONE_SEGMENT and packets <= 1:
+        return "chat"
+    if payload <= EMAIL_MAX:
+        return "email"
+    return "attachment"
+
+
+def base64_size(n: int) -> int:
+    """Bytes of `n` bytes as MIME base64 with CRLF after every 76 characters."""
+    chars = 4 * ((n + 2) // 3)
+    return chars + 2 * ((chars + 75) // 76)
+
+
+def document_matches(payload: int, catalogue: dict[str, int]) -> list[str]:
+    """Catalogued documents whose attached (base64) or raw size explains `payload`."""
+    out = []
+    for name, size in catalogue.items():
+        for wire in (base64_size(size), size):
+            if 0 <= payload - wire <= HEADER_SLACK:
+                out.append(name)
+                break
+    return sorted(out)
+
+
+@register
+class Activity(Analyzer):
+    """Online periods, received volume, size classes and known-document fingerprints per device."""
+
+    id = ID
+    description = ("Reports when each device was online (its packets, keep-alives included), how many "
+                   "messages it received, each message's size class (receipt, chat, e-mail, attachment) "
+                   "and messages whose size matches a known document.")
+
+    def __init__(self, knowledge) -> None:
+        super().__init__(knowledge)
+        self.catalogue = dict(KNOWN_DOCUMENTS)
+        for grant in knowledge.of_kind("document-size"):
+            try:
+                self.catalogue[grant.name] = int(grant.material.decode())
+            except ValueError:
+                continue
+        self._seen: dict[str, list[float]] = defaultdict(list)
+        self._received: dict[str, int] = defaultdict(int)
+
+    def on_flow(self, flow: Flow) -> Iterable[Finding]:
+        times = self._seen[flow.src_ip]
+        times += [flow.first_seen, flow.last_seen] + [c.time for c in flow.chunks]
+        out = []
+        clock = StreamClock(flow)
+        for burst in message_bursts(stream_layout(flow, clock)):
+            if burst.direction != CLIENT:
+                self._received[flow.src_ip] += 1
+            packets = clock.packets(burst.direction, burst.offset, burst.end)
+            t = round(burst.start_time, 3)
+            ev = {"rule": "payload-and-packets", "time": round(burst.start_time, 6), "bytes": burst.payload,
+                  "packets": packets, "direction": "client" if burst.direction == CLIENT else "server",
+                  "device": flow.src_ip}
+            out.append(Finding(ID, "size", "size-class", flow.id, {"time": t, "class": size_class(burst.payload, packets)},
+                               ev, confidence=0.6))
+            docs = document_matches(burst.payload, self.catalogue)
+            if docs:
+                out.append(Finding(ID, "size", "known-document", flow.id, {"time": t, "documents": docs},
+                                   {**ev, "rule": "document-size-fingerprint"}, confidence=1.0 / len(docs)))
+        return out
+
+    def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
+        out = []
+        for device in sorted(self._seen):
+            times = sorted(self._seen[device])
+            start = prev = times[0]
+            periods = []
+            for t in times[1:]:
+                if t - prev > ONLINE_GAP:
+                    periods.append((start, prev))
+                    start = t
+                prev = t
+            periods.append((start, prev))
+            for a, b in periods:
+                out.append(Finding(ID, "timing", "online-period", None,
+                                   {"device": device, "start": round(a, 3), "end": round(b, 3)},
+                                   {"rule": f"silence>{ONLINE_GAP:g}s", "first_seen": round(a, 6),
+                                    "last_seen": round(b, 6)}, confidence=0.9))
+            if self._received.get(device):
+                out.append(Finding(ID, "volume", "received-volume", None,
+                                   {"device": device, "received": self._received[device]},
+                                   {"rule": "server-message-bursts"}, confidence=0.7))
+        return out

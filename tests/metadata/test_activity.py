@@ -1,0 +1,36 @@
+"""metadata.activity: online periods, size classes, received volume, known-document fingerprints."""
+from __future__ import annotations
+
+from harness.analyzers import KeyGrant, Knowledge
+from harness.analyzers.activity import ID, base64_size, document_matches, size_class
+from tests.analyzers.conftest import C, S, make_flow, run
+
+
+def test_size_classes():
+    assert [size_class(16, 1), size_class(300, 1), size_class(5000, 4), size_class(90000, 62)] == \
+        ["receipt", "chat", "email", "attachment"]
+
+
+def test_known_document_as_an_attachment():
+    doc = 48213
+    assert base64_size(3) == 6 and base64_size(57) == 78  # 76 characters + CRLF
+    payload = base64_size(doc) + 1200  # MIME headers around it
+    assert document_matches(payload, {"leaked-memo.pdf": doc, "other.doc": 20000}) == ["leaked-memo.pdf"]
+    assert document_matches(payload + 5000, {"leaked-memo.pdf": doc}) == []
+
+
+def test_flows_give_online_periods_classes_and_documents():
+    doc = 30000
+    body = b"x" * (base64_size(doc) + 900)
+    early = make_flow([(10.0, C, b"hi" * 200), (10.5, S, b"ok"), (20.0, C, body)],
+                      src=("10.1.0.7", 40000), dst=("10.9.0.25", 25))
+    late = make_flow([(1000.0, C, b"again" * 100)], src=("10.1.0.7", 40001), dst=("10.9.0.25", 25))
+    knowledge = Knowledge((KeyGrant("memo.pdf", "document-size", str(doc).encode()),))
+    found = run(ID, early, late, knowledge=knowledge)
+    periods = sorted((f.value["start"], f.value["end"]) for f in found if f.kind == "online-period")
+    assert periods == [(10.0, 20.0), (1000.0, 1000.0)]  # 980 s of silence: offline in between
+    classes = [f.value["class"] for f in found if f.kind == "size-class"]
+    assert "attachment" in classes
+    docs = [f for f in found if f.kind == "known-document"]
+    assert docs and docs[0].value["documents"] == ["memo.pdf"]
+    assert all("bytes" not in f.value for f in found if f.observable == "size")  # never dilutes the size measure

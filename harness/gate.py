@@ -189,7 +189,7 @@ class GateResult:
             parts.append(_plural(len(self.improvements), "improvement"))
         if self.new_scenarios:
             parts.append(_plural(len(self.new_scenarios), "new scenario"))
-        counted = f"{len(self.scenarios)} scenarios, {len(self.cases)} observables"
+        counted = f"{_plural(len(self.scenarios), 'scenario')}, {_plural(len(self.cases), 'observable')}"
         state = "passed" if self.passed else "FAILED"
         return f"gate {state}: " + (", ".join(parts) if parts else "no change") + f" ({counted})"
 

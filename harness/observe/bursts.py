@@ -13,7 +13,9 @@ from harness.observe.relay_wire import (
     RELAY_HEADER_LEN,
     RelayEnvelope,
     find_relay_start,
+    find_srp_start,
     relay_envelopes,
+    srp_envelopes,
 )
 from harness.observe.stream_clock import StreamClock
 from harness.observe.tls_wire import (
@@ -93,6 +95,9 @@ _STARTTLS = re.compile(rb"(?im)^(?:[A-Za-z0-9.]+ )?(?:STARTTLS|STLS)\r?$")
 def _direction_layout(data: bytes, direction: int, other: bytes) -> DirectionLayout:
     if not data:
         return DirectionLayout("empty")
+    srp_at = find_srp_start(data)  # the BES <-> relay SRP link: device envelopes inside SRP frames
+    if srp_at is not None:
+        return DirectionLayout("relay", envelopes=srp_envelopes(data, srp_at), clear_end=srp_at)
     relay_at = find_relay_start(data)
     if relay_at is not None:
         return DirectionLayout("relay", envelopes=relay_envelopes(data, relay_at), clear_end=relay_at)

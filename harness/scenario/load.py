@@ -58,6 +58,7 @@ from harness.scenario.schema import (
     RECIPIENT_MODES,
     Adversary,
     Defences,
+    Blackberry,
     Host,
     Link,
     MessageKind,
@@ -231,6 +232,10 @@ MESSAGE_KIND = Section(
         Field("subject", BOOL, Computed(lambda kind, context: kind.get("kind") in schema.SUBJECT_KINDS,
                                         "true for kinds in SUBJECT_KINDS (email)"), (), "whether messages carry a subject"),
         Field("size", Table(SIZE), REQUIRED, (), "body size distribution"),
+        Field("attachment_rate", NUMBER, 0.0, (between(0, 1),), "e-mail: share of messages with an attachment"),
+        Field("attachment_size", Table(SIZE), None, (),
+              "e-mail: attachment size before base64; absent = pareto, alpha 1.1, scale 20000, 2000..2000000"),
+        Field("burst_mean", NUMBER, 0.0, (ge(0), le(50)), "chat kinds: mean replies following each message"),
     ),
     MessageKind,
 )
@@ -246,6 +251,9 @@ WORKLOAD = Section(
         Field("contacts_per_user", INT, 3, (ge(1), rule("<= users - 1", _fewer_contacts_than_users, late=True)),
               "contacts per user when recipients = contacts"),
         Field("kinds", Tables(MESSAGE_KIND, min_items=1), REQUIRED, (), "the kinds of message sent"),
+        Field("diurnal", BOOL, False, (), "activity follows the time of day, starting at start_hour"),
+        Field("start_hour", NUMBER, 9.0, (between(0, 24),), "local time of day (hours) at which the run starts"),
+        Field("activity_sigma", NUMBER, 0.0, (between(0, 3),), "spread of per-user activity (lognormal sigma)"),
     ),
     Workload,
 )
@@ -258,6 +266,9 @@ PROTECTION = Section(
               'relayed services: a debug line "To: <recipient>" travels in clear before the sealed body'),
         Field("nonce", STR, "counter", (one_of(("counter", "reused")),),
               'AES-GCM nonces: "counter" (unique per key) or "reused" (one nonce per key: a broken build)'),
+        Field("receipts", STR, "on", (one_of(("on", "off")),),
+              "relayed services: delivery/read receipts and presence updates travel"),
+        Field("escrow", BOOL, False, (), "lawful-intercept back door: each message key also wrapped to a state-held key"),
     ),
     Protection,
 )
@@ -269,6 +280,19 @@ ADVERSARY = Section(
         Field("keys", ListOf(STR), [], (), "names of keys the adversary holds (the protocols resolve them)"),
     ),
     Adversary,
+)
+
+BLACKBERRY = Section(
+    (
+        Field("mail_cipher", STR, "aes-256-cbc", (one_of(("aes-256-cbc", "3des-cbc")),), "BES e-mail cipher"),
+        Field("pin_key", STR, "global", (one_of(("global", "org")),),
+              "key that scrambles PIN and consumer BBM: the global one every device has, or the organisation's"),
+        Field("key_agreement", STR, "x25519", (one_of(("x25519", "p521")),), "BBM Protected chat key agreement"),
+        Field("srp_id", STR, "", (_optional(matches(r"^S[0-9]{1,9}$", 'an SRP id like "S12345678"')),),
+              "the BES's SRP id; absent = derived from the seed"),
+        Field("presence_per_hour", NUMBER, 2.0, (ge(0),), "BBM presence updates per user per hour"),
+    ),
+    Blackberry,
 )
 
 POLICY = Section(
@@ -320,6 +344,7 @@ SCENARIO = Section(
         Field("protection", Table(PROTECTION), {}, (), "what protects the traffic"),
         Field("adversary", Table(ADVERSARY), REQUIRED, (), "what the adversary taps and holds"),
         Field("policy", Table(POLICY), {}, (), "what must stay hidden"),
+        Field("blackberry", Table(BLACKBERRY), {}, (), 'service.protocol = "blackberry": how the systems are set up'),
         Field("defences", Table(DEFENCES), {}, (), "traffic-analysis defences (relayed services)"),
     ),
 )

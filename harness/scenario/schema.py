@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 # --- extension points: names other modules register -------------------------------------------
-PROTOCOLS: set[str] = {"smtp", "bes-relay"}  # service.protocol
-RELAYED_PROTOCOLS: set[str] = {"bes-relay"}  # protocols that need service.relay
+PROTOCOLS: set[str] = {"smtp", "bes-relay", "blackberry"}  # service.protocol
+RELAYED_PROTOCOLS: set[str] = {"bes-relay", "blackberry"}  # protocols that need service.relay
 TRANSPORTS: set[str] = {"none", "tls13"}  # protection.transport
 PAYLOAD_PROTECTIONS: set[str] = {"none", "aes-256-gcm"}  # protection.payload
-MESSAGE_KINDS: set[str] = {"email", "chat"}  # workload.kinds[].kind
-SUBJECT_KINDS: set[str] = {"email"}  # kinds whose messages carry a subject unless `subject` says otherwise
+MESSAGE_KINDS: set[str] = {"email", "chat", "pin", "bbm", "bbm-protected"}  # workload.kinds[].kind
+SUBJECT_KINDS: set[str] = {"email", "pin"}  # kinds whose messages carry a subject unless `subject` says otherwise
 TEXT_GENERATORS: set[str] = {"words"}  # workload.text
 SIZE_DISTS: set[str] = {"lognormal", "uniform", "fixed", "pareto"}  # workload.kinds[].size.dist
 
@@ -136,6 +136,9 @@ class MessageKind:
     rate_per_hour: float
     subject: bool
     size: SizeDist
+    attachment_rate: float = 0.0  # e-mail: share of messages with an attachment
+    attachment_size: SizeDist | None = None  # e-mail: attachment size (before base64)
+    burst_mean: float = 0.0  # chat kinds: mean replies that follow each message (a conversation burst)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ class Workload:
     recipients: str  # one of RECIPIENT_MODES
     contacts_per_user: int
     kinds: tuple[MessageKind, ...]
+    diurnal: bool = False  # activity follows the time of day (start_hour)
+    start_hour: float = 9.0  # local time of day at which the run starts
+    activity_sigma: float = 0.0  # spread of per-user activity (sigma of a lognormal rate multiplier)
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,19 @@ class Protection:
     payload: str  # one of PAYLOAD_PROTECTIONS
     debug_header: bool = False  # relayed services: "To: <recipient>" in clear before the sealed body
     nonce: str = "counter"  # AES-GCM nonces: "counter" (never repeat per key) or "reused" (a broken build)
+    receipts: str = "on"  # "on" | "off": delivery/read receipts and presence travel (relayed services)
+    escrow: bool = False  # lawful-intercept back door: every message key also wrapped to a state-held key
+
+
+@dataclass(frozen=True)
+class Blackberry:
+    """How the BlackBerry systems are set up (service.protocol = "blackberry")."""
+
+    mail_cipher: str = "aes-256-cbc"  # BES e-mail: "aes-256-cbc" or legacy "3des-cbc"
+    pin_key: str = "global"  # PIN and consumer BBM scrambling: "global" (every device) or "org"
+    key_agreement: str = "x25519"  # BBM Protected chat keys: "x25519" or "p521"
+    srp_id: str = ""  # the BES's SRP id; "" = derived from the seed
+    presence_per_hour: float = 2.0  # BBM presence updates per user per hour (with receipts on)
 
 
 @dataclass(frozen=True)
@@ -213,6 +232,7 @@ class Scenario:
     adversary: Adversary
     policy: Policy
     path: str  # the file it was loaded from, as given
+    blackberry: Blackberry = Blackberry()
     defences: Defences = Defences()
 
     def to_json(self) -> dict[str, Any]:

@@ -203,12 +203,18 @@ def size(truth: Truth, idx: Index) -> Measurement:
         best = 0.0
         for leg in m.legs:
             near = [f for f in idx.near("size", leg) if isinstance(f["value"], dict) and "bytes" in f["value"]]
-            values = {int(f["value"]["bytes"]) for f in near}
-            if any(abs(v - m.size) <= size_tolerance(m.size) for v in values):
-                best = max(best, 1.0 / len(values))
-                if len(evidence) < 5:
-                    f = min(near, key=lambda f: abs(int(f["value"]["bytes"]) - m.size))
-                    evidence.append(_evidence(f, **message_excerpt(m), size=m.size, recovered=f["value"]["bytes"]))
+            # 1/k per analyzer: one analyzer's k candidates are its guesses; another analyzer's
+            # (framing-level) size does not dilute an analyzer that decrypted or estimated the message.
+            by_analyzer: dict[str, set] = {}
+            for f in near:
+                by_analyzer.setdefault(f.get("analyzer", ""), set()).add(int(f["value"]["bytes"]))
+            hit = False
+            for values in by_analyzer.values():
+                if any(abs(v - m.size) <= size_tolerance(m.size) for v in values):
+                    best, hit = max(best, 1.0 / len(values)), True
+            if hit and len(evidence) < 5:
+                f = min(near, key=lambda f: abs(int(f["value"]["bytes"]) - m.size))
+                evidence.append(_evidence(f, **message_excerpt(m), size=m.size, recovered=f["value"]["bytes"]))
         total += best
     chance = 0.0
     if sizes:

@@ -42,6 +42,9 @@ class Transmission:
     message_id: str | None = None  # truth message id, if this carries a message
     msg_no: int = 0  # envelope message id
     pin: int = 0  # PIN written in the envelope
+    service: int = 0  # envelope version 2: service id (harness.blackberry.formats.SERVICES)
+    peer_pin: int = 0  # envelope version 2: the other device's PIN (PIN-to-PIN, BBM), in clear
+    ext: bytes = b""  # envelope version 2: clear extension (BBM Protected keying material)
 
     def at(self, time: float) -> "Transmission":
         return replace(self, time=time)
@@ -58,6 +61,10 @@ class RelayPath:
     t_backbone: LinkTiming
     app: str = "bes-relay"
     costs: dict = field(default_factory=dict)  # what defences report they cost
+    # A service with its own wire formats plugs them in here (None: the version-1 relay engines):
+    carrier_engines: Callable[[int], tuple] | None = None  # device PIN -> (device engine, relay engine)
+    backbone_engines: Callable[[], tuple] | None = None  # -> (enterprise engine, relay engine)
+    push_item: Callable[[Transmission, str], object] | None = None  # (transmission, side) -> engine push item
 
     @classmethod
     def from_scenario(cls, ctx: SimContext, default_port: int, app: str) -> "RelayPath":
@@ -101,7 +108,7 @@ def keepalives(ctx: SimContext, path: RelayPath) -> list[Transmission]:
     return out
 
 
-def _push(t: Transmission, side: str) -> Push:
+def _push_v1(t: Transmission, side: str) -> Push:
     if t.kind == "keepalive":
         return Push(t.time, side, ("keepalive", t.msg_no), None)
     body, flags = t.seal(t.plaintext)
@@ -119,8 +126,13 @@ def build_connections(ctx: SimContext, path: RelayPath, transmissions: list[Tran
         identity = server_identity(ctx.seed, hostname)
         contexts = (client_context(identity), server_context(identity))
 
-    def engines(pin: int):
-        client, server = RelayDevice(pin), RelayServer(pin)
+    def engines(pin: int, backbone: bool = False):
+        if backbone and path.backbone_engines is not None:
+            client, server = path.backbone_engines()
+        elif path.carrier_engines is not None and not backbone:
+            client, server = path.carrier_engines(pin)
+        else:
+            client, server = RelayDevice(pin), RelayServer(pin)
         if contexts:
             client = TlsLayer(client, contexts[0], server_side=False, server_hostname=hostname)
             server = TlsLayer(server, contexts[1], server_side=True)
@@ -130,6 +142,12 @@ def build_connections(ctx: SimContext, path: RelayPath, transmissions: list[Tran
 
     plan = ServicePlan()
     transport = "tls" if tls else "tcp"
+    item = path.push_item
+
+    def _push(t: Transmission, side: str) -> Push:
+        if item is None:
+            return _push_v1(t, side)
+        return Push(t.time, side, item(t, side), t.message_id)
     ordered = sorted(transmissions, key=lambda t: (t.time, t.hop, t.user, t.msg_no))
     if ctx.tapped(path.carrier):
         by_user: dict[str, list[Push]] = {u.name: [] for u in ctx.users}
@@ -150,7 +168,7 @@ def build_connections(ctx: SimContext, path: RelayPath, transmissions: list[Tran
         # The enterprise server opens the long-lived connection to the relay.
         pushes = [_push(t, "server" if t.hop == TO_ENTERPRISE else "client") for t in ordered
                   if t.hop in (TO_ENTERPRISE, FROM_ENTERPRISE)]
-        client, server = engines(0)
+        client, server = engines(0, backbone=True)
         cp = ConnectionPlan(path.enterprise.ip, ctx.ephemeral_port(path.enterprise.ip), path.relay.ip, path.port,
                             path.t_backbone, client, server, open_time=0.2, pushes=pushes,
                             close_time=sc.duration - 0.2)

@@ -42,6 +42,8 @@ XOR_TEXT_SHARE = 0.95  # share of bit-7-clear bytes in c1^c2 that says "two text
 MIN_XOR_OVERLAP = 24
 MAX_XOR_KEY = 40
 CONTENT_WINDOW = 4096
+CRIB_SPAN = 192  # offsets from a message's start where protocol cribs are tried
+TOP_CANDIDATES = 12  # keystream bytes per position the bigram pass re-scores
 
 # Log-likelihood weights of bytes in text (e-mail and chat): letters by English frequency, space,
 # digits, punctuation; control bytes other than CR/LF/tab are nearly impossible.
@@ -120,6 +122,9 @@ _HEADER_CRIBS = (b"From: ", b"Subject: ", b"To: ", b"Date: ", b"Message-ID: <", 
                  b"Content-Type: text/plain", b"MAIL FROM:<", b"RCPT TO:<", b"EHLO ", b"HELO ")
 # Protocol text only: short common words (" the ") also "fit" columns where the messages share bytes,
 # and there they overwrite the right keystream; the bigram pass recovers running text instead.
+_XOR_WEIGHT = _WEIGHT[_XOR_TABLE].T.copy()  # [c, k] = W[k ^ c]
+CRIB_SOURCES = 8  # messages a crib is dragged along (protocol text recurs in most of them)
+
 CRIBS = _HEADER_CRIBS + (b"\r\nSubject: ", b"\r\nTo: ", b"\r\nFrom: ", b"\r\nDate: ")
 
 
@@ -195,17 +200,28 @@ def flow_messages(flow: Flow, layout: StreamLayout) -> list[Message]:
 # --- repeating-key XOR ------------------------------------------------------------------------
 
 def best_key_bytes(columns: list[np.ndarray]) -> bytes:
-    """Per column, the key byte under which the column reads most like text."""
-    key = bytearray()
-    for col in columns:
-        if col.size == 0:
-            key.append(0)
-            continue
-        counts = np.bincount(col, minlength=256).astype(np.float64)
-        # score[k] = sum_c counts[c] * W[k ^ c]
-        scores = _WEIGHT[_XOR_TABLE] @ counts
-        key.append(int(np.argmax(scores)))
-    return bytes(key)
+    """Per column, the key byte under which the column reads most like text (one matrix product)."""
+    if not columns:
+        return b""
+    counts = np.zeros((len(columns), 256), dtype=np.float64)
+    for i, col in enumerate(columns):
+        if col.size:
+            counts[i] = np.bincount(col, minlength=256)
+    return column_argmax(counts).tobytes()
+
+
+def column_argmax(counts: np.ndarray) -> np.ndarray:
+    """Per row i of byte counts, the k maximising sum_c counts[i, c] * W[k ^ c]: a sparse sum over the
+    bytes each column holds (a dense matrix product is slower here, and BLAS threads stall under load)."""
+    rows, byts = np.nonzero(counts)
+    if rows.size == 0:
+        return np.zeros(counts.shape[0], dtype=np.uint8)
+    contrib = counts[rows, byts][:, None] * _XOR_WEIGHT[byts]  # entries x 256
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    sums = np.add.reduceat(contrib, starts, axis=0)
+    out = np.zeros(counts.shape[0], dtype=np.uint8)
+    out[rows[starts]] = np.argmax(sums, axis=1)
+    return out
 
 
 def mean_column_ic(a: np.ndarray, length: int) -> float:
@@ -234,6 +250,16 @@ def repeating_xor(data: bytes) -> tuple[bytes, bytes, float] | None:
     if printable_fraction(plain) < 0.95 or not text_spans(plain):
         return None
     return key, plain, ics[length]
+
+
+def _uniform(data: bytes) -> bool:
+    """Byte frequencies consistent with uniform (chi-square, 255 degrees of freedom, p > 0.001)."""
+    a = _u8(data[:1 << 16])
+    if a.size < 512:
+        return False
+    expected = a.size / 256
+    chi2 = float(((np.bincount(a, minlength=256) - expected) ** 2).sum() / expected)
+    return chi2 < 330.5  # the 0.999 quantile of chi-square(255)
 
 
 # --- keystream reuse --------------------------------------------------------------------------
@@ -286,9 +312,10 @@ def recover_keystream(ciphertexts: list[bytes]) -> bytes:
     return bytes(key)
 
 
-def _refine_with_bigrams(arrays: list[np.ndarray], key: bytearray, locked: np.ndarray, passes: int = 3) -> None:
+def _refine_with_bigrams(arrays: list[np.ndarray], key: bytearray, locked: np.ndarray, passes: int = 4) -> None:
     """Re-choose each keystream byte by how well the bytes it yields fit their decrypted neighbours
-    (bigram model) plus the unigram weights, over every message; a few passes to settle."""
+    (bigram model) plus the unigram weights, over every message. All positions are re-scored at once
+    per pass (against the previous pass's neighbours); a few passes settle it."""
     ks = np.frombuffer(bytes(key), dtype=np.uint8).copy()
     width = ks.size
     grid = np.zeros((len(arrays), width + 2), dtype=np.uint8)  # one column of padding on each side
@@ -296,32 +323,38 @@ def _refine_with_bigrams(arrays: list[np.ndarray], key: bytearray, locked: np.nd
     for i, a in enumerate(arrays):
         grid[i, 1:a.size + 1] = a[:width]
         valid[i, 1:a.size + 1] = True
-    cand = np.arange(256, dtype=np.uint8)[None, :]
-    bigram = bigram_table()
+    bigram = bigram_table().astype(np.float32)
+    weight = _WEIGHT.astype(np.float32)
+    body = grid[:, 1:-1]
+    # Unigram fit of every candidate key byte at every position; only the best few are re-scored.
+    counts = np.zeros((width, 256), dtype=np.float32)
+    cols = np.broadcast_to(np.arange(width), body.shape)
+    np.add.at(counts, (cols[valid[:, 1:-1]], body[valid[:, 1:-1]]), 1.0)
+    rows, byts = np.nonzero(counts)
+    contrib = counts[rows, byts][:, None] * weight[_XOR_TABLE].T[byts]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    unigram_all = np.zeros((width, 256), dtype=np.float32)  # [p, k] = sum_c counts[p, c] * W[k ^ c]
+    unigram_all[rows[starts]] = np.add.reduceat(contrib, starts, axis=0)
+    top = np.argsort(unigram_all, axis=1)[:, -TOP_CANDIDATES:].astype(np.uint8)  # width x K
+    top = np.concatenate([top, ks[:, None]], axis=1)  # the current byte always competes
+    unigram = np.take_along_axis(unigram_all, top.astype(np.intp), axis=1)
+    chars = body[:, :, None] ^ top[None]  # messages x positions x K
+    prev_ok = (valid[:, :-2] & valid[:, 1:-1])[:, :, None]
+    next_ok = (valid[:, 2:] & valid[:, 1:-1])[:, :, None]
+    rows = np.arange(width)
     for _ in range(passes):
-        changed = 0
         plain = grid ^ np.concatenate(([0], ks, [0])).astype(np.uint8)[None, :]
-        for p in range(width):
-            if locked[p]:
-                continue
-            col = p + 1
-            rows = valid[:, col]
-            if not rows.any():
-                continue
-            chars = grid[rows, col][:, None] ^ cand  # rows x 256: each message's byte under each key byte
-            scores = _WEIGHT[chars]
-            prev_ok = valid[rows, col - 1]
-            scores += np.where(prev_ok[:, None], bigram[plain[rows, col - 1][:, None], chars], 0.0)
-            next_ok = valid[rows, col + 1]
-            scores += np.where(next_ok[:, None], bigram[chars, plain[rows, col + 1][:, None]], 0.0)
-            total = scores.sum(axis=0)
-            best = int(np.argmax(total))
-            if best != ks[p] and total[best] > total[ks[p]] + 1e-9:
-                ks[p] = best
-                plain[:, col] = grid[:, col] ^ ks[p]
-                changed += 1
-        if not changed:
+        scores = unigram + np.where(prev_ok, bigram[plain[:, :-2, None], chars], 0.0).sum(axis=0)
+        scores += np.where(next_ok, bigram[chars, plain[:, 2:, None]], 0.0).sum(axis=0)
+        pick = np.argmax(scores, axis=1)
+        best = top[rows, pick]
+        better = (best != ks) & ~locked & (scores[rows, pick] > scores[:, -1] + 1e-6)
+        if not better.any():
             break
+        ks[better] = best[better]
+        top[:, -1] = ks
+        unigram[:, -1] = unigram_all[rows, ks]
+        chars[:, :, -1] = body ^ ks[None, :]
     key[:] = ks.tobytes()
 
 
@@ -353,33 +386,37 @@ def _drag_cribs(arrays: list[np.ndarray], key: bytearray) -> np.ndarray:
     for crib in CRIBS:
         c = np.frombuffer(crib, dtype=np.uint8)
         length = c.size
-        views = [np.lib.stride_tricks.sliding_window_view(a, length) if a.size >= length else None for a in arrays]
-        for a, view in zip(arrays, views):
-            if view is None:
+        if current.size < length:
+            continue
+        all_windows = np.lib.stride_tricks.sliding_window_view(grid, length, axis=1)  # M x O x L
+        ok_windows = np.lib.stride_tricks.sliding_window_view(valid, length, axis=1).all(axis=2)  # M x O
+        for m in range(min(len(arrays), CRIB_SOURCES)):
+            usable = np.flatnonzero(ok_windows[m][:CRIB_SPAN])  # protocol text sits near a message's start
+            if usable.size == 0:
                 continue
-            count = min(view.shape[0], current.size - length + 1)
-            if count <= 0:
+            cand = all_windows[m, usable] ^ c  # O' x L: the keystream the crib implies at each offset
+            bad = (_NOT_TEXT[all_windows[:, usable] ^ cand[None]].any(axis=2)) & ok_windows[:, usable]
+            fits = usable[~bad.any(axis=0)]
+            if fits.size == 0:
                 continue
-            cand = view[:count] ^ c
-            ok = np.ones(count, dtype=bool)
-            for other in views:
-                if other is None:
+            # Fit of every message under the crib's keystream and under the current one, at each offset.
+            segs = all_windows[:, fits]  # M x F x L
+            mask = np.lib.stride_tricks.sliding_window_view(valid, length, axis=1)[:, fits]
+            cands = segs[m] ^ c  # F x L
+            here = np.lib.stride_tricks.sliding_window_view(current, length)[fits]  # F x L
+            new_fit = np.where(mask, _WEIGHT[segs ^ cands[None]], 0.0).sum(axis=(0, 2))
+            old_fit = np.where(mask, _WEIGHT[segs ^ here[None]], 0.0).sum(axis=(0, 2))
+            for j in np.flatnonzero((new_fit > old_fit + 4) | (fits == 0))[:64]:
+                off = int(fits[j])
+                k = cands[j]
+                if np.array_equal(k, current[off:off + length]) or locked[off:off + length].any():
                     continue
-                m = min(count, other.shape[0])
-                ok[:m] &= ~_NOT_TEXT[other[:m] ^ cand[:m]].any(axis=1)
-            for off in np.flatnonzero(ok)[:64]:
-                k = cand[off]
-                here = current[off:off + length]
-                if np.array_equal(k, here):
-                    continue
-                # A crib that turns every message into text wins where the fit improves, and where
-                # all messages carry the same bytes (a shared header: frequencies cannot tell there).
-                # Only a header crib may claim such bytes, only at the start of a message, and only once.
-                if locked[off:off + length].any():
-                    continue
-                degenerate = off == 0 and crib in _HEADER_CRIBS and all(
-                    int(np.unique([b[q] for b in arrays if b.size > q]).size) == 1 for q in range(length))
-                if degenerate or _segment_score(grid, valid, k, off) > _segment_score(grid, valid, here, off) + 4:
+                # A crib that turns every message into text wins where the fit improves; where all
+                # messages carry the same bytes (a shared header: frequencies cannot tell there) only a
+                # header crib, at the start of a message, may claim them.
+                degenerate = off == 0 and crib in _HEADER_CRIBS and bool(
+                    (grid[valid[:, 0], :length] == grid[m, :length]).all())
+                if degenerate or new_fit[j] > old_fit[j] + 4:
                     current[off:off + length] = k
                     locked[off:off + length] = True
     key[:] = current.tobytes()
@@ -395,26 +432,41 @@ def _random_block(block: bytes) -> bool:
 def ecb_repeats(messages: list[Message], size: int) -> list[tuple[bytes, list[tuple[int, int]]]]:
     """Ciphertext-looking `size`-byte blocks that recur at block-aligned distance inside one message,
     or across messages at different message offsets: [(block, [(message index, offset)])]."""
-    seen: dict[bytes, list[tuple[int, int]]] = {}
-    budget = 1 << 16  # bytes examined (each at every alignment)
+    windows, owners, offsets = [], [], []
+    budget = 1 << 16  # bytes examined
     for mi, m in enumerate(messages):
-        data = m.data[:budget]
-        budget -= len(data)
-        if not data:
+        a = _u8(m.data[:budget])
+        budget -= a.size
+        if a.size < size:
+            continue
+        w = np.lib.stride_tricks.sliding_window_view(a, size)
+        windows.append(np.ascontiguousarray(w).view(f"V{size}").ravel())
+        owners.append(np.full(w.shape[0], mi))
+        offsets.append(np.arange(w.shape[0]))
+        if budget <= 0:
             break
-        for align in range(size):
-            for off in range(align, len(data) - size + 1, size):
-                blk = data[off:off + size]
-                seen.setdefault(blk, []).append((mi, off))
+    if not windows:
+        return []
+    allw = np.concatenate(windows)
+    _, inverse, counts = np.unique(allw, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts[inverse] >= 2)
+    if repeated.size == 0:
+        return []
+    own, offs = np.concatenate(owners), np.concatenate(offsets)
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for i in repeated[:4096]:
+        groups.setdefault(int(inverse[i]), []).append((int(own[i]), int(offs[i])))
     out = []
-    for blk, where in seen.items():
-        if len(where) < 2 or not _random_block(blk):
+    for where in groups.values():
+        mi, off = where[0]
+        blk = messages[mi].data[off:off + size]
+        if not _random_block(blk):
             continue
         uniq = sorted(set(where))
         same_msg = any(a[0] == b[0] and (b[1] - a[1]) % size == 0 and b[1] != a[1]
                        for a, b in zip(uniq, uniq[1:]))
-        offsets = {off for _, off in uniq}
-        if same_msg or (len(offsets) >= 2 and len({mi for mi, _ in uniq}) >= 3):
+        offsets_seen = {o for _, o in uniq}
+        if same_msg or (len(offsets_seen) >= 2 and len({m for m, _ in uniq}) >= 3):
             out.append((blk, uniq))
     return out
 
@@ -543,8 +595,8 @@ class CryptoWeakness(Analyzer):
         if printable_fraction(head) >= 0.9 and (english_score(head) >= 0.03 or count_of(head, _ENCODING_ALPHABET)
                                                  >= 0.97 * len(head)):
             return []  # already text, or an encoding (base64, base32, hex) the transforms undo
-        if compressed_at(joined):
-            return []
+        if compressed_at(joined) or _uniform(joined):
+            return []  # compressed, or bytes as even as a cipher's: no repeating key shows
         where = {"direction": DIRECTION_NAMES[msgs[0].direction], "messages": len(msgs)}
         for mode, chunks in (("per-message", [m.data for m in msgs]), ("stream", [joined])):
             hits = []

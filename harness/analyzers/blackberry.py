@@ -246,7 +246,8 @@ class BlackBerryAnalyzer(Analyzer):
             except OpenError:
                 continue
             label = PIN_KINDS.get(kind, str(kind))
-            self.credit(key, {"pin": "PIN messages", "bbm": "BBM chats"}.get(label, label))
+            self.credit(key, {"pin": "PIN messages", "bbm": "BBM chats", "delivered": "receipts",
+                              "read": "receipts", "presence": "presence updates"}.get(label, label))
             if kind in (PIN_MESSAGE, PIN_BBM_CHAT):
                 self.message(it, text, f"{label}-unscrambled", key)
             return
@@ -439,10 +440,8 @@ class BlackBerryAnalyzer(Analyzer):
             return self.seen.get("bes-mail messages", 0)
         if what.startswith("BBM Protected"):
             return self.seen.get("bbm-protected messages", 0)
-        if what in ("delivered", "read"):
-            return self.seen.get("receipts", 0)
-        if what == "presence":
-            return self.seen.get("presence updates", 0)
+        if what in ("receipts", "presence updates"):
+            return self.seen.get(what, 0)
         if what.startswith("SRP"):
             return self.seen.get("SRP links", 0)
         return 0

@@ -146,7 +146,7 @@ def contacts(truth: Truth, idx: Index) -> Measurement:
                 for pair in sorted(guessed & true_pairs)[:5]]
     return Measurement(f1, 2 * p / (1 + p), len(true_pairs), evidence,
                        {"precision": round(precision, 4), "recall": round(recall, 4),
-                        "true_pairs": len(true_pairs), "guessed_pairs": len(guessed),
+                        "true_pairs": len(true_pairs), "guessed_pairs": len(guessed), "pair_base_rate": round(p, 4),
                         **_contact_extras(truth, idx, owner, true_pairs)})
 
 

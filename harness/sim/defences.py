@@ -18,8 +18,9 @@ schedule passes through untouched. A stage is registered with `@defence(name, wh
               a timed mix every batch_interval.
 * relay-jitter   - the relay holds each message it sends on a uniform 0..jitter_ms.
 * cover-downlink - the relay sends to each device only in that device's slots, cover in idle ones.
-* fresh-ids - a mixing or shaping relay numbers what it sends per connection (and, with cover, each
-              device numbers its own envelopes): an id forwarded from inbound to outbound would link them.
+* fresh-ids - a mixing or shaping relay numbers what it sends per connection from a random start (and,
+              with cover, so does each device): an id forwarded from inbound to outbound would link
+              them, and counters starting together would advance in lockstep with the slots.
 
 A delay at one hop moves every later hop of the same message (its chain: same kind, envelope id and
 message), so causality holds. Costs: `latency` is, per message, its delivery (last hand-over in the
@@ -247,8 +248,10 @@ def fresh_ids(ctx, path, ts: list) -> list:
     counters: dict[tuple[str, str], int] = {}
     for t in sorted((t for t in out if _chained(t) and t.hop in hops), key=lambda t: (t.time, t.hop, t.user)):
         key = (t.hop, "" if t.hop == TO_ENTERPRISE else t.user)
-        counters[key] = counters.get(key, 0) + 1
-        t.msg_no = counters[key]
+        if key not in counters:  # a random start per connection: counters in lockstep would line slots up
+            counters[key] = int(substream(ctx.seed, "defence", "fresh-ids", *key).integers(1, 1 << 31))
+        counters[key] += 1
+        t.msg_no = counters[key] & 0xFFFFFFFF
     return out
 
 

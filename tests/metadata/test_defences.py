@@ -97,9 +97,13 @@ def test_cover_fills_every_device_slot_both_ways(mode):
     assert c.costs["transmissions"]["cover"] > 0
     cover = [t for t in out if t.kind == "cover"]
     assert all(t.message_id is None for t in cover)
-    # fresh ids: every connection numbers its envelopes 1, 2, 3, ... (real and cover alike)
-    alice_down = sorted((t for t in out if t.hop == DOWNLINK and t.user == "alice"), key=lambda t: t.time)
-    assert [t.msg_no for t in alice_down] == list(range(1, len(alice_down) + 1))
+    # fresh ids: every connection numbers its envelopes n, n+1, ... from its own random n (real and cover alike)
+    firsts = set()
+    for u in USERS:
+        down = sorted((t for t in out if t.hop == DOWNLINK and t.user == u.name), key=lambda t: t.time)
+        assert [t.msg_no - down[0].msg_no for t in down] == list(range(len(down)))
+        firsts.add(down[0].msg_no)
+    assert len(firsts) == len(USERS)
 
 
 def test_jitter_delays_within_its_bound():

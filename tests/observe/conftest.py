@@ -194,3 +194,45 @@ def build() -> SimpleNamespace:
         CORPUS=CORPUS, ip_tcp=ip_tcp, ip_udp=ip_udp, eth=eth, eth_tcp=eth_tcp, pcap_bytes=pcap_bytes,
         write_pcap=write_pcap, ng_block=ng_block, ng_option=ng_option, ng_shb=ng_shb, ng_idb=ng_idb, ng_epb=ng_epb,
         ng_spb=ng_spb, ng_pb=ng_pb, packet=packet, Talk=Talk, all_flows=all_flows)
+
+
+# -- tshark on the real corpus: one run per file, shared by the agreement tests ---------------------------------
+
+TSHARK_FIELDS = ["ip.src", "ipv6.src", "tcp.srcport", "udp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport",
+                 "udp.dstport", "smtp.req.command", "smtp.req.parameter", "imap.request", "pop.request.command",
+                 "pop.request.parameter", "http.host", "dns.flags.response", "dns.qry.name"]
+AGGREGATOR = "\x1e"  # between several values of one field in one packet (record separator: in no field's text)
+
+
+def _tshark_corpus_file(path: Path) -> str:
+    import subprocess
+    cmd = ["tshark", "-n", "-r", str(path), "-z", "conv,tcp", "-z", "conv,udp", "-T", "fields",
+           "-E", f"aggregator={AGGREGATOR}"] + [a for f in TSHARK_FIELDS for a in ("-e", f)]
+    return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=120).stdout
+
+
+@pytest.fixture(scope="session")
+def tshark_corpus() -> dict[str, tuple[str, list[dict[str, list[str]]]]]:
+    """name -> (tshark's conversation tables, per-packet fields as {field: [values]}), for every corpus file.
+
+    One tshark run per file gives both: the field lines come first, the `-z conv` tables after them.
+    """
+    import os
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+    if not shutil.which("tshark"):
+        pytest.skip("tshark not on PATH")
+    names = sorted(p.name for p in CORPUS.glob("*") if p.is_file() and p.suffix in (".pcap", ".pcapng"))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        outputs = dict(zip(names, pool.map(lambda n: _tshark_corpus_file(CORPUS / n), names)))
+    out = {}
+    for name, text in outputs.items():
+        fields_part, sep, tables = text.partition("\n=====")
+        rows = []
+        for line in fields_part.splitlines():
+            cells = line.split("\t")
+            if len(cells) != len(TSHARK_FIELDS):
+                continue
+            rows.append({f: [v for v in c.split(AGGREGATOR) if v] for f, c in zip(TSHARK_FIELDS, cells)})
+        out[name] = (sep + tables, rows)
+    return out

@@ -1,12 +1,8 @@
 """The real-capture corpus: observing never fails, and our flows agree with tshark's conversations (or say why not)."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -79,17 +75,10 @@ def test_corpus_facts_we_know():
     assert f.payload_bytes == [136, 5007]  # Zeek conn.log: orig_bytes=136 resp_bytes=5007
 
 
-def _tshark(path: Path) -> str:
-    return subprocess.run(["tshark", "-n", "-r", str(path), "-q", "-z", "conv,tcp", "-z", "conv,udp"],
-                          capture_output=True, text=True, timeout=120).stdout
-
-
 @pytest.fixture(scope="module")
-def tshark_output() -> dict[str, str]:
-    if not shutil.which("tshark"):
-        pytest.skip("tshark not on PATH")
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return dict(zip(FILES, pool.map(lambda n: _tshark(CORPUS / n), FILES)))
+def tshark_output(tshark_corpus) -> dict[str, str]:
+    """tshark's `-z conv,tcp -z conv,udp` tables per corpus file (from the shared run in conftest.py)."""
+    return {name: tables for name, (tables, _) in tshark_corpus.items()}
 
 
 def parse_conversations(text: str) -> list[tuple[str, str, str, int, int, int, int, str, str]]:

@@ -1,8 +1,17 @@
-"""Property tests: random or mutated input makes the reader raise only HarnessError, and decode/flows never raise."""
+"""Property tests: random or mutated input makes the reader raise only HarnessError, and decode/flows never raise.
+
+The whole analyze path (reader, decoder, flows and every registered analyzer) is fuzzed the same way, seeded
+with small captures from the real corpus. The suite runs a bounded number of examples; `make fuzz` sets
+HARNESS_FUZZ_EXAMPLES for a longer run (and runs the atheris harness in fuzz/ when atheris is installed).
+"""
 from __future__ import annotations
 
+import json
+import os
 import struct
+import time
 from collections import Counter
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,8 +32,15 @@ from harness.observe.flows import FlowTable, build_flows
 from harness.observe.model import STREAM_CAP
 from harness.wire.capture_reader import CaptureReader, Record
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                         HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                              HealthCheck.too_slow])
+WHOLE_PATH = settings(FUZZ, max_examples=max(EXAMPLES // 5, 10))
+MAX_SECONDS = 20.0  # one mutated capture of at most ~30 kB through every analyzer: far less than this, or a hang
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "real"
+SEEDS = ["zeek__http-get.pcap", "ndpi__imap.pcap", "tcpdump__quic_handshake.pcap", "ndpi__dingtalk.pcap",
+         "tcpdump__dns_tcp.pcap", "tcpdump__dns_udp.pcap", "zeek__pcapng-multi-interface.pcapng", "ndpi__smtp.pcap",
+         "zeek__tcp-retransmit-fast009.pcap", "zeek__ipv4-fragmented-1.pcap"]
 MAGICS = [b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x34\xcd\xb2\xa1",
           b"\x0a\x0d\x0d\x0a", b"\x1f\x8b"]
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -68,6 +84,7 @@ def _valid_pcapng() -> bytes:
 
 
 VALID = [_valid_pcap(), _valid_pcapng()]
+CORPUS_SEEDS = [(CORPUS / n).read_bytes() for n in SEEDS if (CORPUS / n).is_file()]
 
 
 def _read_everything(path: str) -> None:
@@ -102,8 +119,8 @@ def test_random_files(tmp_path_factory, content):
 
 
 @st.composite
-def mutated(draw) -> bytes:
-    blob = bytearray(draw(st.sampled_from(VALID)))
+def mutated(draw, seeds: list[bytes] = VALID) -> bytes:
+    blob = bytearray(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(0, 12))):
         pos = draw(st.integers(0, len(blob) - 1))
         op = draw(st.sampled_from(["set", "set", "set", "insert", "delete"]))
@@ -127,6 +144,24 @@ def test_mutated_captures(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("fuzz") / "mutated.bin"
     path.write_bytes(content)
     _read_everything(str(path))
+
+
+@WHOLE_PATH
+@given(mutated(VALID + CORPUS_SEEDS))
+def test_the_whole_analyze_path_on_mutated_captures(tmp_path_factory, content):
+    """Reader, decoder, flows and every registered analyzer: a document or a HarnessError, never an exception."""
+    from harness.pipeline import analyze_captures
+
+    path = tmp_path_factory.mktemp("fuzz") / "mutated.pcap"
+    path.write_bytes(content)
+    started = time.perf_counter()
+    try:
+        doc = analyze_captures([str(path)])
+    except HarnessError:
+        return
+    assert time.perf_counter() - started < MAX_SECONDS
+    assert doc["errors"] == [], doc["errors"]  # an analyzer's exception is contained, but it is still a bug
+    assert json.loads(json.dumps(doc, default=str))["schema"] == "harness.findings/1"
 
 
 @st.composite

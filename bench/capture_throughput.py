@@ -104,17 +104,18 @@ def per_analyzer(path: str) -> None:
         print(f"  {aid:32} {secs:8.1f} s  {secs / len(seen) * 1e3:7.2f} ms/flow  {findings[aid]:8} findings")
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
     if argv[:1] == ["--observe-only"]:
         observe_only(argv[1])
-        return
+        return 0
     if argv[:1] == ["--per-analyzer"]:
         per_analyzer(argv[1])
-        return
+        return 0
     sizes = [int(a) for a in argv] or [100_000, 1_000_000]
     print(f"capture throughput: python -m bench.capture_throughput {' '.join(map(str, sizes))}", file=sys.stderr)
     print(table(sizes))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

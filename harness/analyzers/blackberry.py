@@ -384,7 +384,10 @@ class BlackBerryAnalyzer(Analyzer):
                 if self.kex_agreement.get(cid) != agreement or mine not in pubs.values():
                     continue
                 for peer in (p for p in pubs.values() if p != mine):
-                    chat_keys[cid] = (chat_key(agree(agreement, key.material, peer), cid), key)
+                    try:
+                        chat_keys[cid] = (chat_key(agree(agreement, key.material, peer), cid), key)
+                    except ValueError:  # not a valid public key of that curve
+                        continue
         for it in self.protected:
             k = BBMP_KEYING.unpack(it.ext)
             inner = None

@@ -80,3 +80,16 @@ def test_same_seed_same_bytes():
         return h.hexdigest()
     assert digest("bbm-protected") == digest("bbm-protected")
     assert digest("pin-org-key") == digest("pin-org-key")
+
+
+def test_both_vantage_points_see_both_halves_of_the_path(tmp_path):
+    sc = variant("bes-in-country", tmp_path, **{'taps = ["gateway"]': 'taps = ["carrier", "gateway"]'})
+    sim, doc, report = analyzed(sc, tmp_path)
+    flows = {f.flow: f for f in sim.truth.flows}
+    internal = [m for m in sim.truth.messages if m.sender != m.recipient]
+    # uplink, the SRP link (truth keeps one leg per flow: the crossing into the BES), downlink
+    assert internal and all(len(m.legs) == 3 for m in internal)
+    assert all(sorted(bool(leg.device) for leg in m.legs) == [False, True, True] for m in internal)
+    assert len({flows[leg.flow].flow for m in internal for leg in m.legs if not leg.device}) == 1  # one SRP link
+    v = {o: r["verdict"] for o, r in report["observables"].items()}
+    assert v["content"] == "hidden" and v["device"] == "visible" and v["endpoint"] == "visible"

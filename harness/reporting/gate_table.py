@@ -71,7 +71,9 @@ def render(result: GateResult, baseline: str = "baseline") -> str:
         out += [f"  {n}" for n in result.notes]
         out.append("")
     if result.passed:
-        out.append("exit 0: no observable leaks more than the baseline and every policy holds")
+        known = sum("known policy break" in n for n in result.notes)
+        out.append("exit 0: no observable leaks more than the baseline and every policy holds"
+                    + (f" ({known} known breaks noted)" if known else ""))
     else:
         out.append("exit 1: fix the change, or if the new leak is accepted, `harness gate --update` "
                    "(a policy break cannot be accepted: change the scenario's [policy])")

@@ -19,6 +19,7 @@ second-worst defect this harness can have. Sees only observed flows; never the s
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -42,6 +43,7 @@ XOR_TEXT_SHARE = 0.95  # share of bit-7-clear bytes in c1^c2 that says "two text
 MIN_XOR_OVERLAP = 24
 MAX_XOR_KEY = 40
 CONTENT_WINDOW = 4096
+MIN_BIGRAM_FIT = -4.2  # mean log P(byte | previous byte): English ~-2.5, e-mail headers ~-3.6, noise < -4.5
 CRIB_SPAN = 192  # offsets from a message's start where protocol cribs are tried
 TOP_CANDIDATES = 12  # keystream bytes per position the bigram pass re-scores
 
@@ -116,6 +118,7 @@ def bigram_table() -> np.ndarray:
 
 _XOR_TABLE = np.bitwise_xor.outer(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))  # [k, c] = k^c
 
+_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _ENCODING_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_%\r\n"
 
 _HEADER_CRIBS = (b"From: ", b"Subject: ", b"To: ", b"Date: ", b"Message-ID: <", b"MIME-Version: 1.0\r\n",
@@ -247,7 +250,7 @@ def repeating_xor(data: bytes) -> tuple[bytes, bytes, float] | None:
     key = best_key_bytes([a[i::length] for i in range(length)])
     full = _u8(data)
     plain = (full ^ np.resize(_u8(key), full.size)).tobytes()
-    if printable_fraction(plain) < 0.95 or not text_spans(plain):
+    if printable_fraction(plain) < 0.95 or not text_spans(plain) or not reads_as_text(plain):
         return None
     return key, plain, ics[length]
 
@@ -265,14 +268,33 @@ def _uniform(data: bytes) -> bool:
 # --- keystream reuse --------------------------------------------------------------------------
 
 def xor_text_share(a: bytes, b: bytes) -> tuple[float, int]:
-    """Share of bytes with bit 7 clear in a^b (past their common prefix), and how many were compared."""
+    """Share of bit-7-clear bytes among the non-zero bytes of a^b past their common prefix, and how many
+    were compared. Two messages that are mostly identical (a retransmission, a repeated fragment) are
+    not two texts under one keystream: when over 30% of a^b is zero, nothing is compared."""
     n = min(len(a), len(b), 4096)
     x = _u8(a[:n]) ^ _u8(b[:n])
     nz = np.flatnonzero(x)
     if nz.size == 0:
         return 0.0, 0
     x = x[nz[0]:]
-    return float(np.count_nonzero(x < 0x80)) / x.size, int(x.size)
+    nonzero = x[x != 0]
+    if nonzero.size < 0.7 * x.size:
+        return 0.0, 0
+    return float(np.count_nonzero(nonzero < 0x80)) / nonzero.size, int(nonzero.size)
+
+
+def reads_as_text(plain: bytes) -> bool:
+    """Recovered bytes that are text, not a lucky mapping of binary (zero padding XOR 0x20 is all
+    spaces): printable, mostly letters, spaces between words."""
+    n = len(plain)
+    if n < 16 or printable_fraction(plain) < 0.9:
+        return False
+    letters = count_of(plain, _LETTERS) / n
+    spaces = plain.count(b" ") / n
+    if not (letters >= 0.5 and 0.03 <= spaces <= 0.35):
+        return False
+    a = _u8(plain[:4096])
+    return float(bigram_table()[a[:-1], a[1:]].mean()) >= MIN_BIGRAM_FIT
 
 
 def keystream_groups(messages: list[Message]) -> list[list[int]]:
@@ -462,13 +484,36 @@ def ecb_repeats(messages: list[Message], size: int) -> list[tuple[bytes, list[tu
         blk = messages[mi].data[off:off + size]
         if not _random_block(blk):
             continue
+        # ECB ciphertext is whole blocks from its alignment to the message end, and an equal plaintext
+        # block shows as an equal run of whole blocks; a repeated id or a retransmitted fragment does not.
+        where = [(m, o) for m, o in where if (len(messages[m].data) - o) % size == 0]
+        if len(where) < 2 or not all(_aligned_run(messages, where[0], w, size) for w in where[1:]):
+            continue
         uniq = sorted(set(where))
+        places = Counter(o for _, o in uniq)
+        if len(uniq) >= 3 and places.most_common(1)[0][1] * 2 >= len(uniq):
+            continue  # mostly at one message offset: a header field (a session id), not repeated plaintext
         same_msg = any(a[0] == b[0] and (b[1] - a[1]) % size == 0 and b[1] != a[1]
                        for a, b in zip(uniq, uniq[1:]))
         offsets_seen = {o for _, o in uniq}
         if same_msg or (len(offsets_seen) >= 2 and len({m for m, _ in uniq}) >= 3):
             out.append((blk, uniq))
     return out
+
+
+def _aligned_run(messages: list[Message], first: tuple[int, int], other: tuple[int, int], size: int) -> bool:
+    """The identical run around two occurrences of a block starts and ends on block boundaries."""
+    a, oa = messages[first[0]].data, first[1]
+    b, ob = messages[other[0]].data, other[1]
+    left = 0
+    while oa - left > 0 and ob - left > 0 and a[oa - left - 1] == b[ob - left - 1] and left < 4096:
+        left += 1
+    right = size
+    while oa + right < len(a) and ob + right < len(b) and a[oa + right] == b[ob + right] and right < 4096:
+        right += 1
+    if first[0] == other[0] and abs(oa - ob) < left + right:  # overlapping runs: a periodic fill
+        return (ob - oa) % size == 0
+    return left % size == 0 and (left + right) % size == 0
 
 
 def shared_prefix(a: bytes, b: bytes) -> int:
@@ -482,10 +527,13 @@ def fixed_iv_pairs(messages: list[Message], size: int = 16) -> list[tuple[int, i
     """(i, j, prefix) for messages sharing a block-aligned random-looking prefix of >= one block that
     then differ in (nearly) every byte of the next block: identical first blocks under CBC."""
     out = []
+    common = min((shared_prefix(messages[0].data, m.data) for m in messages[1:]), default=0)
     for i in range(len(messages)):
         for j in range(i + 1, len(messages)):
             a, b = messages[i].data, messages[j].data
             p = shared_prefix(a, b)
+            if p <= common + 1:
+                continue  # only what every message shares (a tag or connection id in every packet)
             if p < size or p >= min(len(a), len(b)) or not _random_block(a[:p][-size:]):
                 continue
             start = p - p % size
@@ -658,18 +706,26 @@ class CryptoWeakness(Analyzer):
         key = recover_keystream([m.data for m in group])
         ks = _u8(key)
         out: list[Finding] = []
-        recovered_any = False
+        readable = 0
         for m in group:
             a = _u8(m.data)
             plain = (a ^ ks[:a.size]).tobytes()
-            found = self._recovered(m, plain, rule, 0.9, group=len(group))
-            recovered_any = recovered_any or bool(found)
-            out += found
+            if reads_as_text(plain):
+                readable += 1
+                out += self._recovered(m, plain, rule, 0.9, group=len(group))
+        if readable * 2 < len(group):
+            # Not text under any keystream: only an overwhelming XOR statistic still says "one keystream".
+            shares = [xor_text_share(group[i].data, group[j].data) for i in range(min(len(group), 6))
+                      for j in range(i + 1, min(len(group), 6))]
+            if len(group) < 3 or not all(share >= 0.99 and n >= 64 for share, n in shares):
+                return []
+            out = []
         flows = sorted({m.flow for m in group})
         for fid in flows:
             first = next(m for m in group if m.flow == fid)
-            out += self._weak(fid, rule, recovered_any, 0.9, offset=first.offset, time=round(first.time, 6),
-                              direction=DIRECTION_NAMES[first.direction], messages=len(group), flows=len(flows))
+            out += self._weak(fid, rule, readable * 2 >= len(group), 0.9, offset=first.offset,
+                              time=round(first.time, 6), direction=DIRECTION_NAMES[first.direction],
+                              messages=len(group), flows=len(flows), readable_messages=readable)
         return out
 
     def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:

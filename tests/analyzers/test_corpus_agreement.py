@@ -167,3 +167,16 @@ def test_sni_agrees_with_tshark(name):
         for flow in flows.get(("tcp", key), []):
             ours |= {f.value for f in by_flow.get(flow.id, []) if f.kind == "tls-sni"}
         assert ours == names, (name, sorted(key))
+
+
+ALL_CAPTURES = sorted(p.name for p in CORPUS.glob("*") if p.suffix in (".pcap", ".pcapng")) if CORPUS.is_dir() else []
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", ALL_CAPTURES)
+def test_real_encrypted_traffic_is_never_called_weak(name):
+    """TLS, QUIC, SSH, OpenVPN, WireGuard, Tor, Signal, Telegram, WhatsApp, Skype: no weak cipher, no
+    text "recovered" from them (the second-worst defect: a sound cipher called weak)."""
+    obs = observe([str(CORPUS / name)])
+    result = run_analyzers(obs.flows, Knowledge(), only=["payload.crypto-weakness"])
+    assert [f for f in result.findings if f.kind in ("weak-cipher", "text", "payload-class")] == []

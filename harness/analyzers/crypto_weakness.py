@@ -265,6 +265,35 @@ def _uniform(data: bytes) -> bool:
     return chi2 < 330.5  # the 0.999 quantile of chi-square(255)
 
 
+def repeating_xor_joint(chunks: list[bytes]) -> tuple[bytes, list[bytes], float] | None:
+    """(key, plaintexts, mean IC) when every chunk is text under one repeating XOR key that restarts
+    at each chunk (message): key length and key bytes from columns pooled over all chunks."""
+    arrays = [_u8(c[:1 << 14]) for c in chunks if len(c) >= 16]
+    if len(arrays) < 2:
+        return None
+    both = np.concatenate(arrays)
+    positions = np.concatenate([np.arange(a.size) for a in arrays])
+    ics = {}
+    for length in range(1, min(MAX_XOR_KEY, min(a.size for a in arrays) // 2) + 1):
+        cols = positions % length
+        counts = np.bincount(cols * 256 + both, minlength=length * 256).reshape(length, 256).astype(np.float64)
+        n = counts.sum(axis=1)
+        ok = n >= 2
+        ics[length] = float(((counts * (counts - 1)).sum(axis=1)[ok] / (n[ok] * (n[ok] - 1))).mean()) if ok.any() else 0.0
+    if not ics or max(ics.values()) < 0.03:
+        return None
+    best = max(ics.values())
+    length = min(L for L, v in ics.items() if v >= 0.85 * best)
+    cols = positions % length
+    counts = np.bincount(cols * 256 + both, minlength=length * 256).reshape(length, 256).astype(np.float64)
+    key = column_argmax(counts).tobytes()
+    ks = np.resize(_u8(key), max(len(c) for c in chunks))
+    plains = [(_u8(c) ^ ks[:len(c)]).tobytes() for c in chunks]
+    if sum(reads_as_text(p) for p in plains) * 2 < len(plains):
+        return None
+    return key, plains, ics[length]
+
+
 # --- keystream reuse --------------------------------------------------------------------------
 
 def xor_text_share(a: bytes, b: bytes) -> tuple[float, int]:
@@ -647,12 +676,16 @@ class CryptoWeakness(Analyzer):
             return []  # compressed, or bytes as even as a cipher's: no repeating key shows
         where = {"direction": DIRECTION_NAMES[msgs[0].direction], "messages": len(msgs)}
         for mode, chunks in (("per-message", [m.data for m in msgs]), ("stream", [joined])):
-            hits = []
-            for c in chunks:
-                h = repeating_xor(c)
-                if h is None or not any(h[0]):
-                    break
-                hits.append(h)
+            if mode == "per-message" and len(chunks) > 1:
+                joint = repeating_xor_joint(chunks)  # one key for all: its columns pool every message
+                hits = [] if joint is None or not any(joint[0]) else [(joint[0], p, joint[2]) for p in joint[1]]
+            else:
+                hits = []
+                for c in chunks:
+                    h = repeating_xor(c)
+                    if h is None or not any(h[0]):
+                        break
+                    hits.append(h)
             if not hits or len(hits) < len(chunks):
                 continue
             if english_score(hits[0][1][:8192]) < english_score(chunks[0][:8192]) + 0.02:

@@ -62,6 +62,9 @@ def _metadata_lines(r: dict) -> list[str]:
         if an:
             text += (f"; sender anonymity per message: effective set {an['effective_set_median']:.1f} of "
                      f"{an['users']} (median), degree {an['degree_mean']:.2f}, {an['leakage_bits_mean']:.2f} bits leaked")
+        if contacts.get("verdict") == "hidden" and d.get("guess_pvalue", 1.0) < 0.01:
+            text += (f"; yet a blind guess matches these links only with p = {d['guess_pvalue']:.1g}: "
+                     "a partial leak the sample is too small to call")
         need = d.get("messages_to_link")
         if need:
             text += f"; messages before a link: median {need['median']}, max {need['max']}"

@@ -102,3 +102,23 @@ def messages_to_link(truth: Truth, idx: Index, owner: dict[str, str], true_pairs
     return {"linked_pairs": len(needed), "median": median(needed), "max": needed[-1],
             "p90": needed[min(len(needed) - 1, int(0.9 * len(needed)))],
             "threshold": "the analyzer's own (relay-link: Benjamini-Hochberg FDR 5%)"}
+
+
+def guess_pvalue(pairs: int, true: int, claimed: int, correct: int) -> float:
+    """P(a blind guesser naming `claimed` of `pairs` ordered pairs, `true` of them real, gets at least
+    `correct` right): the hypergeometric upper tail. Small: the claims carry information, whatever the
+    F1 verdict says about a small sample."""
+    if correct <= 0 or claimed <= 0:
+        return 1.0
+    claimed = min(claimed, pairs)
+
+    def log_comb(n: int, k: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+    total = log_comb(pairs, claimed)
+    terms = [log_comb(true, x) + log_comb(pairs - true, claimed - x) - total
+             for x in range(correct, min(claimed, true) + 1) if claimed - x <= pairs - true]
+    if not terms:
+        return 0.0
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))

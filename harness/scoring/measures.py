@@ -21,7 +21,7 @@ from harness.scoring.association import (
     norm,
     user_identities,
 )
-from harness.scoring.anonymity import CANDIDATE_KINDS, messages_to_link, sender_anonymity
+from harness.scoring.anonymity import CANDIDATE_KINDS, guess_pvalue, messages_to_link, sender_anonymity
 from harness.scoring.verdict import Measurement
 from harness.sim.truth import Truth
 
@@ -147,12 +147,16 @@ def contacts(truth: Truth, idx: Index) -> Measurement:
     return Measurement(f1, 2 * p / (1 + p), len(true_pairs), evidence,
                        {"precision": round(precision, 4), "recall": round(recall, 4),
                         "true_pairs": len(true_pairs), "guessed_pairs": len(guessed), "pair_base_rate": round(p, 4),
-                        **_contact_extras(truth, idx, owner, true_pairs)})
+                        **_contact_extras(truth, idx, owner, true_pairs, guessed)})
 
 
-def _contact_extras(truth: Truth, idx: Index, owner: dict, true_pairs: set) -> dict:
-    """Anonymity per message and messages needed per link (harness/scoring/anonymity.py)."""
+def _contact_extras(truth: Truth, idx: Index, owner: dict, true_pairs: set, guessed: set | None = None) -> dict:
+    """Anonymity per message, messages needed per link, and how unlikely a blind guess does as well
+    (harness/scoring/anonymity.py)."""
     out = {}
+    if guessed:
+        u = len(truth.users)
+        out["guess_pvalue"] = guess_pvalue(u * (u - 1), len(true_pairs), len(guessed), len(guessed & true_pairs))
     anonymity = sender_anonymity(truth, idx, owner)
     if anonymity:
         out["sender_anonymity"] = anonymity

@@ -143,3 +143,16 @@ def test_relay_defended_scenario_reports_its_cost(tmp_path):
     assert r.report["observables"]["contacts"]["verdict"] == "hidden"
     assert {"bandwidth", "latency", "defences"} <= set(r.costs)
     assert r.report["policy"]["breaks"] == []
+
+
+def test_a_hidden_verdict_with_telling_links_is_flagged(variants):
+    """Timed mix + 1 KiB cells: few links, all right. The F1 verdict over 20 pairs says hidden; the report
+    must not let that pass as nothing learned."""
+    from harness.reporting.tradeoff import flagged, render_markdown
+
+    r = variants["batching+padding"]
+    d = r.report["observables"]["contacts"]["details"]
+    if r.report["observables"]["contacts"]["verdict"] == "hidden" and d["precision"] >= 0.9 and d["recall"] > 0.2:
+        assert d["guess_pvalue"] < 0.01 and flagged(r)
+        assert "(but see *)" in render_markdown("bes-relay", [variants["none"], r])
+    assert not flagged(variants["batching+cover+padding"])

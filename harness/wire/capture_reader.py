@@ -21,6 +21,7 @@ MAX_RECORD = 256 * 1024  # a record longer than this is corrupt (libpcap's own b
 MAX_BLOCK = 16 * 1024 * 1024  # a pcapng block longer than this is corrupt
 _CHUNK = 1 << 20  # read size for compressed input
 _PROBE = 64  # bytes read to tell the format
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -70,6 +71,7 @@ class _Window:
         self._map: mmap.mmap | None = None
         self.buf: bytes | mmap.mmap = b""
         self.mapped = False  # True: `buf` is the whole file, so a position in it is a file offset
+        self._released = 0  # mapped bytes before this offset were released (see `release`)
         if compressed:
             self._stream = gzip.open(path, "rb")
             self.buf = self._read(_CHUNK)
@@ -79,6 +81,8 @@ class _Window:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
                 self.buf = self._map
                 self.mapped = True
+                if hasattr(mmap, "MADV_SEQUENTIAL"):
+                    self._map.madvise(mmap.MADV_SEQUENTIAL)
             except (ValueError, OSError):  # not mappable (pipe, special file): fall back to streaming
                 self._stream = open(path, "rb")
                 self.buf = self._read(_CHUNK)
@@ -98,6 +102,22 @@ class _Window:
             self.error = f"compressed stream damaged: {err}"
             self._end()
         return b"".join(parts)
+
+    def release(self, upto: int) -> None:
+        """The mapped bytes before `upto` are done with: drop them from this process's resident set.
+
+        They stay in the page cache; without this, every page of a mapped file read once counts in the RSS,
+        so a 2 GB capture would show 2 GB resident even though records are copied out as they are read.
+        """
+        if self._map is None or _DONTNEED is None:
+            return
+        end = upto - upto % mmap.PAGESIZE
+        if end > self._released:
+            try:
+                self._map.madvise(_DONTNEED, self._released, end - self._released)
+            except (OSError, ValueError):
+                return
+            self._released = end
 
     def _end(self) -> None:
         if self._stream is not None:
@@ -259,6 +279,7 @@ class CaptureReader:
                 n += 1
                 if not n & 0xFFFF:
                     self._at = pos if win.mapped else -1
+                    win.release(start - hlen)
                 yield new(rec_type, (sec + frac * scale, linktype, buf[start:pos], orig))
         finally:
             self.count = n
@@ -316,6 +337,7 @@ class CaptureReader:
                     return
                 if not n & 0xFFFF:
                     self._at = pos if win.mapped else -1
+                    win.release(pos)
                 if btype == _EPB:
                     if blen < 32:
                         bad["short enhanced packet blocks"] += 1

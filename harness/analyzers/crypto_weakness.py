@@ -30,6 +30,7 @@ from harness.analyzers.interface import Analyzer, Finding
 from harness.observe.bursts import StreamLayout, bursts, stream_layout
 from harness.observe.dns import parse_dns_question
 from harness.observe.model import Flow
+from harness.observe.packet_index import PacketIndex
 from harness.observe.transforms import compressed_at, english_score
 from harness.observe.text import as_text, canary_tokens, count_of, excerpt, printable_fraction, text_spans
 
@@ -611,9 +612,13 @@ class CryptoWeakness(Analyzer):
         super().__init__(knowledge)
         self._pool: list[Message] = []
         self._flagged: set[str] = set()
+        self._packets: dict[str, PacketIndex] = {}  # flows with findings, for evidence in finish()
 
     # -- emitting --------------------------------------------------------------------------------
     def _finding(self, flow_id: str, observable: str, kind: str, value, confidence: float, **evidence) -> Finding:
+        index = self._packets.get(flow_id)
+        if index is not None and evidence.get("offset") is not None and evidence.get("direction") in DIRECTION_NAMES:
+            evidence["packet"] = index.packet(DIRECTION_NAMES.index(evidence["direction"]), evidence["offset"])
         return Finding(analyzer=ID, observable=observable, kind=kind, flow=flow_id, value=value,
                        evidence={k: v for k, v in evidence.items() if v is not None}, confidence=confidence)
 
@@ -646,6 +651,9 @@ class CryptoWeakness(Analyzer):
         if framed_by_real_protocol(flow, layout):
             return []
         every = flow_messages(flow, layout)
+        if not every:
+            return []
+        self._packets[flow.id] = PacketIndex(flow)
         out: list[Finding] = []
         for direction in (0, 1):
             mine = [m for m in every if m.direction == direction]
@@ -656,10 +664,15 @@ class CryptoWeakness(Analyzer):
             cipher = [m for m in mine if looks_like_ciphertext(m.data)]
             if cipher:
                 out.extend(self._direction(flow, cipher))
+        pooled = False
         if flow.id not in self._flagged and len(self._pool) < MAX_POOL:
             # Kept for finish(): the same keystream may recur across flows (a nonce reused per session).
-            self._pool.extend(Message(m.flow, m.direction, m.offset, m.time, m.data[:2048])
-                              for m in every[:8] if looks_like_ciphertext(m.data))
+            kept = [Message(m.flow, m.direction, m.offset, m.time, m.data[:2048])
+                    for m in every[:8] if looks_like_ciphertext(m.data)]
+            self._pool.extend(kept)
+            pooled = bool(kept)
+        if not pooled:
+            self._packets.pop(flow.id, None)  # evidence is built; finish() will not need this flow
         return out
 
     def _repeating_xor(self, flow: Flow, msgs: list[Message]) -> list[Finding]:

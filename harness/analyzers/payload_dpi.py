@@ -22,6 +22,7 @@ from harness.analyzers.interface import Analyzer, Finding
 from harness.observe.bursts import StreamLayout, stream_layout
 from harness.observe.dns import dns_message_names, is_netbios_name, parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
+from harness.observe.packet_index import PacketIndex
 from harness.observe.stream_clock import StreamClock
 from harness.observe.text import (
     as_text,
@@ -166,6 +167,7 @@ class _FlowDpi:
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
         self.clock = StreamClock(flow)
+        self.packets = PacketIndex(flow)
         self.layout: StreamLayout = stream_layout(flow, self.clock)
         self.data = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
         self.out: dict[str, Finding] = {}
@@ -186,6 +188,7 @@ class _FlowDpi:
             evidence["length"] = length if length is not None else 0
         if direction is not None and offset is not None:
             t = self.clock.time(direction, offset)
+            evidence["packet"] = self.packets.packet(direction, offset)
         else:
             t = self.flow.first_seen
         evidence["time" if timed else "seen_at"] = round(t, 6)

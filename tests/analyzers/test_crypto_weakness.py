@@ -58,7 +58,9 @@ def test_keystream_reuse_within_a_flow_is_broken():
     got = recovered(found)
     assert sum(t in got for t in tokens) >= 0.95 * len(tokens)
     hit = next(f for f in pick(found, "content", "text") if tokens[0] in f.value)
-    assert hit.evidence["offset"] == 0 and hit.evidence["time"] == 10.0
+    assert hit.evidence["offset"] == 0 and hit.evidence["time"] == 10.0 and hit.evidence["packet"] == 1
+    later = next(f for f in pick(found, "content", "text") if tokens[5] in f.value)
+    assert later.evidence["packet"] == 6 and later.evidence["rule"] == "keystream-reuse"
 
 
 def test_keystream_reuse_across_flows_is_broken_in_finish():

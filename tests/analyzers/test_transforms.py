@@ -73,3 +73,4 @@ def test_dpi_reports_decoded_text_with_the_chain_and_where_it_was():
     (hit,) = [f for f in pick(found, "content", "text") if TOKEN in f.value]
     assert hit.evidence["rule"] == "base64>gzip-decoded" and hit.evidence["offset"] == 5
     assert hit.evidence["length"] == len(wire) - 7 and hit.evidence["tokens"] == [TOKEN]
+    assert hit.evidence["packet"] == 1 and hit.evidence["direction"] == "client"

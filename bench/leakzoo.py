@@ -42,12 +42,14 @@ from harness.wire.pcap_writer import write_pcap
 
 MSS = 1448
 MESSAGES_PER_FLOW = 12
+HELD_KEY = bytes(range(32))  # the one key the adversary is declared to hold (class held-key)
 KEYSTREAM_MESSAGES = 24  # a persistent connection: the keystream-reuse flows carry more messages
 
 # Leak classes: where the canary can be recovered without a key, recall counts recovered canaries;
 # where only structure leaks (ECB, fixed IV), recall counts flows called weak for the right reason.
 RECOVERABLE = ("plaintext", "base64", "base32", "hex", "quoted-printable", "url", "rot13", "zlib", "gzip",
-               "deflate", "nested", "repeating-key-xor", "keystream-reuse", "keystream-reuse-across-flows")
+               "deflate", "nested", "repeating-key-xor", "keystream-reuse", "keystream-reuse-across-flows",
+               "held-key")
 STRUCTURAL = ("ecb", "ecb-3des", "fixed-iv-cbc")
 CONTROLS = ("aes-gcm", "chacha20-poly1305", "aes-cbc-random-iv", "aes-ctr-random-nonce", "tls13")
 CLASSES = RECOVERABLE + STRUCTURAL + CONTROLS
@@ -142,6 +144,12 @@ def encode_messages(cls: str, texts: list[bytes], rng: random.Random, k: int) ->
         iv = rng.randbytes(16)
         enc = Cipher(algorithms.AES(key), modes.CBC(iv))
         return [enc.encryptor().update(_pkcs7(t, 16)) for t in texts]
+    if cls == "held-key":  # sound AES-256-GCM, but the state holds the key (declared in leakzoo.keys.json)
+        out = []
+        for t in texts:
+            nonce = os.urandom(12)
+            out.append(nonce + AESGCM(HELD_KEY).encrypt(nonce, t, None))
+        return out
     if cls == "aes-gcm":
         out = []
         for t in texts:
@@ -262,7 +270,8 @@ def flow_frames(flow: ZooFlow, t0: float) -> list[tuple[float, bytes]]:
 
 
 def write_zoo(out_dir: str | Path, per_class: int = 6, seed: int = 20261128) -> tuple[Path, Path]:
-    """Write leakzoo.pcap and leakzoo.labels.json into `out_dir`; returns their paths."""
+    """Write leakzoo.pcap, leakzoo.keys.json (what the adversary holds) and leakzoo.labels.json (read by
+    the scoring only) into `out_dir`; returns the capture's and the labels' paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     flows = build_zoo(per_class, seed)
@@ -275,6 +284,9 @@ def write_zoo(out_dir: str | Path, per_class: int = 6, seed: int = 20261128) -> 
     frames.sort(key=lambda x: x[0])
     pcap = out / "leakzoo.pcap"
     write_pcap(pcap, frames)
+    keys = {"schema": "harness.keys/1", "keys": [{"name": "zoo-held", "kind": "aes-256-gcm",
+                                                  "material": HELD_KEY.hex()}]}
+    (out / "leakzoo.keys.json").write_text(json.dumps(keys, indent=1) + "\n")
     label_path = out / "leakzoo.labels.json"
     label_path.write_text(json.dumps({"schema": "harness.leakzoo/1", "flows": labels}, indent=1) + "\n")
     return pcap, label_path
@@ -282,7 +294,7 @@ def write_zoo(out_dir: str | Path, per_class: int = 6, seed: int = 20261128) -> 
 
 # --- scoring ------------------------------------------------------------------------------------
 
-_WEAKNESS_CLASS = {"repeating-key-xor": "repeating-key-xor", "keystream-reuse": "keystream-reuse",
+_WEAKNESS_CLASS = {"held-key": "held-key", "repeating-key-xor": "repeating-key-xor", "keystream-reuse": "keystream-reuse",
                    "keystream-reuse-across-flows": "keystream-reuse-across-flows", "ecb": "ecb",
                    "fixed-iv-cbc": "fixed-iv-cbc"}
 
@@ -366,7 +378,7 @@ def run_zoo(per_class: int = 6, seed: int = 20261128, out_dir: str | None = None
     with tempfile.TemporaryDirectory(prefix="leakzoo-") as tmp:
         pcap, label_path = write_zoo(out_dir or tmp, per_class, seed)
         started = time.perf_counter()
-        doc = analyze_captures([str(pcap)])
+        doc = analyze_captures([str(pcap)], str(Path(pcap).with_name("leakzoo.keys.json")))
         elapsed = time.perf_counter() - started
         labels = json.loads(label_path.read_text())
     return score_zoo(doc, labels), elapsed

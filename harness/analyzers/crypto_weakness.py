@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
@@ -44,6 +46,7 @@ XOR_TEXT_SHARE = 0.95  # share of bit-7-clear bytes in c1^c2 that says "two text
 MIN_XOR_OVERLAP = 24
 MAX_XOR_KEY = 40
 CONTENT_WINDOW = 4096
+HELD_KEY_KINDS = ("aes-128-gcm", "aes-256-gcm", "chacha20-poly1305")  # keys tried on sealed messages
 MIN_BIGRAM_FIT = -4.2  # mean log P(byte | previous byte): English ~-2.5, e-mail headers ~-3.6, noise < -4.5
 CRIB_SPAN = 192  # offsets from a message's start where protocol cribs are tried
 TOP_CANDIDATES = 12  # keystream bytes per position the bigram pass re-scores
@@ -657,6 +660,10 @@ class CryptoWeakness(Analyzer):
         out: list[Finding] = []
         for direction in (0, 1):
             mine = [m for m in every if m.direction == direction]
+            opened = self._held_keys(flow, mine)
+            if opened:
+                out.extend(opened)
+                continue
             xored = self._repeating_xor(flow, mine)
             if xored:
                 out.extend(xored)
@@ -674,6 +681,38 @@ class CryptoWeakness(Analyzer):
         if not pooled:
             self._packets.pop(flow.id, None)  # evidence is built; finish() will not need this flow
         return out
+
+    def _held_keys(self, flow: Flow, msgs: list[Message]) -> list[Finding]:
+        """Messages sealed as nonce(12) || AEAD ciphertext and tag under a key the adversary declared it
+        holds (kinds aes-128-gcm, aes-256-gcm, chacha20-poly1305): opened, and read."""
+        aeads = []
+        for kind in HELD_KEY_KINDS:
+            for grant in self.knowledge.of_kind(kind):
+                try:
+                    aeads.append((grant.name, ChaCha20Poly1305(grant.material) if kind.startswith("chacha")
+                                  else AESGCM(grant.material)))
+                except ValueError:  # wrong key length for the kind: nothing to try
+                    continue
+        if not aeads:
+            return []
+        out: list[Finding] = []
+        opened = 0
+        for m in msgs[:MAX_MESSAGES]:
+            if len(m.data) < 12 + 16 + 1:
+                continue
+            for name, aead in aeads:
+                try:
+                    plain = aead.decrypt(m.data[:12], m.data[12:], None)
+                except InvalidTag:
+                    continue
+                opened += 1
+                out += self._recovered(m, plain, "held-key", 1.0, key=name)
+                break
+        if not opened:
+            return []
+        return out + self._weak(flow.id, "held-key", bool(out), 1.0, offset=msgs[0].offset,
+                                time=round(msgs[0].time, 6), direction=DIRECTION_NAMES[msgs[0].direction],
+                                messages=len(msgs), opened=opened)
 
     def _repeating_xor(self, flow: Flow, msgs: list[Message]) -> list[Finding]:
         """Repeating-key XOR over a direction's bytes: the key restarting per message, or running on."""

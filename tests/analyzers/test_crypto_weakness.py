@@ -125,3 +125,17 @@ def test_static_framing_fields_are_reported_without_calling_the_flow_weak():
     assert weak(found) == []
     (f,) = pick(found, "content", "static-framing")
     assert f.value == {"offset": 0, "hex": "0100beef53455353"}
+
+
+def test_a_held_key_opens_sealed_messages_and_only_that_key():
+    from harness.analyzers import KeyGrant, Knowledge
+
+    texts, tokens = messages(4)
+    key = os.urandom(32)
+    wires = [(n := os.urandom(12)) + AESGCM(key).encrypt(n, t, None) for t in texts]
+    held = Knowledge((KeyGrant("state-copy", "aes-256-gcm", key),))
+    found = run(ID, flow_of(wires), knowledge=held)
+    assert weak(found) == ["held-key"] and all(t in recovered(found) for t in tokens)
+    assert next(f for f in pick(found, "content", "text")).evidence["key"] == "state-copy"
+    other = Knowledge((KeyGrant("other", "aes-256-gcm", os.urandom(32)),))
+    assert weak(run(ID, flow_of(wires), knowledge=other)) == []

@@ -87,23 +87,26 @@ def _identity_measure(truth: Truth, idx: Index, observable: str, who: str) -> Me
     idents = user_identities(truth)
     owner = identity_owner(truth)
     users = len(truth.users)
-    total, n, evidence = 0.0, 0, []
+    total, n, evidence, claims = 0.0, 0, [], 0
     for m in truth.messages:
         if not m.legs:
             continue
         n += 1
         target = idents[getattr(m, who)]
-        best, best_f = 0.0, None
+        best, best_f, claimed = 0.0, None, False
         for leg in m.legs:
             near = idx.near(observable, leg)
+            claimed = claimed or bool(near)
             c = credit([f["value"] for f in near], target, owner)
             if c > best:
                 best = c
                 best_f = next(f for f in near if norm(f["value"]) in target)
         total += best
+        claims += claimed
         if best_f and len(evidence) < 5:
             evidence.append(_evidence(best_f, **message_excerpt(m), recovered=best_f["value"]))
-    return Measurement(total / n if n else 0.0, 1.0 / max(users, 1), n, evidence)
+    return Measurement(total / n if n else 0.0, 1.0 / max(users, 1), n, evidence,
+                       claims=claims, claims_correct=total)
 
 
 @measure("sender")
@@ -170,15 +173,16 @@ def _contact_extras(truth: Truth, idx: Index, owner: dict, true_pairs: set, gues
 def timing(truth: Truth, idx: Index) -> Measurement:
     """Per message: did a timing finding on one of its legs put it within +-1 s of its send time?
     Chance: the share of the run a 2 s window covers."""
-    total, n, evidence = 0.0, 0, []
+    total, n, evidence, claims = 0.0, 0, [], 0
     for m in truth.messages:
         if not m.legs:
             continue
         n += 1
-        best = 0.0
+        best, claimed = 0.0, False
         for leg in m.legs:
             near = idx.near("timing", leg)
             times = {round(finding_time(f), 3) for f in near if finding_time(f) is not None}
+            claimed = claimed or bool(times)
             ok = [t for t in times if abs(t - m.send_time) <= TIMING_TOLERANCE]
             if ok:
                 best = max(best, 1.0 if len(times) == 1 else len(ok) / len(times))
@@ -186,8 +190,9 @@ def timing(truth: Truth, idx: Index) -> Measurement:
                     f = next(f for f in near if finding_time(f) is not None and round(finding_time(f), 3) in ok)
                     evidence.append(_evidence(f, **message_excerpt(m), recovered=finding_time(f)))
         total += best
+        claims += claimed
     chance = min(1.0, 2 * TIMING_TOLERANCE / max(truth.duration, 1e-9))
-    return Measurement(total / n if n else 0.0, chance, n, evidence)
+    return Measurement(total / n if n else 0.0, chance, n, evidence, claims=claims, claims_correct=total)
 
 
 def size_tolerance(size: int) -> float:
@@ -199,14 +204,15 @@ def size(truth: Truth, idx: Index) -> Measurement:
     """Per message: did a size finding at one of its legs come within 10% + 64 bytes of its true size?
     Chance: how often a size drawn from this run's own size distribution lands that close."""
     sizes = [m.size for m in truth.messages if m.legs]
-    total, n, evidence = 0.0, 0, []
+    total, n, evidence, claims = 0.0, 0, [], 0
     for m in truth.messages:
         if not m.legs:
             continue
         n += 1
-        best = 0.0
+        best, claimed = 0.0, False
         for leg in m.legs:
             near = [f for f in idx.near("size", leg) if isinstance(f["value"], dict) and "bytes" in f["value"]]
+            claimed = claimed or bool(near)
             # 1/k per analyzer: one analyzer's k candidates are its guesses; another analyzer's
             # (framing-level) size does not dilute an analyzer that decrypted or estimated the message.
             by_analyzer: dict[str, set] = {}
@@ -220,10 +226,11 @@ def size(truth: Truth, idx: Index) -> Measurement:
                 f = min(near, key=lambda f: abs(int(f["value"]["bytes"]) - m.size))
                 evidence.append(_evidence(f, **message_excerpt(m), size=m.size, recovered=f["value"]["bytes"]))
         total += best
+        claims += claimed
     chance = 0.0
     if sizes:
         chance = sum(sum(1 for s2 in sizes if abs(s2 - s) <= size_tolerance(s)) for s in sizes) / len(sizes) ** 2
-    return Measurement(total / n if n else 0.0, chance, n, evidence)
+    return Measurement(total / n if n else 0.0, chance, n, evidence, claims=claims, claims_correct=total)
 
 
 @measure("volume")
@@ -322,15 +329,16 @@ def device(truth: Truth, idx: Index) -> Measurement:
     leg's flow? Averaged per message. Chance: 1/users."""
     idents = device_identities(truth)
     owner = device_owner(truth)
-    total, n, evidence = 0.0, 0, []
+    total, n, evidence, claims = 0.0, 0, [], 0
     for m in truth.messages:
         legs = [leg for leg in m.legs if leg.device in idents]
         if not legs:
             continue
         n += 1
-        got = 0.0
+        got, claimed = 0.0, False
         for leg in legs:
             near = idx.near("device", leg)
+            claimed = claimed or bool(near)
             c = credit([host_of(f["value"]) if not str(f["value"]).startswith("pin:") else f["value"]
                         for f in near], idents[leg.device], owner)
             got += c
@@ -338,4 +346,6 @@ def device(truth: Truth, idx: Index) -> Measurement:
                 f = near[0]
                 evidence.append(_evidence(f, **message_excerpt(m), recovered=f["value"]))
         total += got / len(legs)
-    return Measurement(total / n if n else 0.0, 1.0 / max(len(truth.users), 1), n, evidence)
+        claims += claimed
+    return Measurement(total / n if n else 0.0, 1.0 / max(len(truth.users), 1), n, evidence,
+                       claims=claims, claims_correct=total)

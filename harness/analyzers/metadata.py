@@ -18,6 +18,7 @@ from harness.observe.stream_clock import StreamClock
 
 ID = "metadata.flows"
 DIRECTION_NAMES = ("client", "server")
+DIRECT_MAX_PEERS = 20  # an address more clients than this reach is a server, not a peer
 
 WELL_KNOWN_PORTS = {25: "smtp", 465: "smtps", 587: "submission", 143: "imap", 993: "imaps", 110: "pop3",
                     995: "pop3s", 80: "http", 443: "https", 53: "dns", 22: "ssh", 3101: "bes-relay"}
@@ -129,4 +130,22 @@ class FlowMetadata(Analyzer):
                                      {"client": client, "server": server, "flows": g["flows"], "bytes": g["bytes"]},
                                      0.95, rule="flow-graph", first_seen=round(g["first"], 6),
                                      last_seen=round(g["last"], 6), packets=g["packets"]))
+        out.extend(self._direct_contacts(flows))
         return out
+
+    def _direct_contacts(self, flows: Sequence[Flow]) -> list[Finding]:
+        """Who writes to whom directly: a flow whose opener sent a message to an address that itself opens
+        flows (a peer, not a server) and that few others reach (at most DIRECT_MAX_PEERS): the opener wrote
+        to it. Servers never open flows to their clients here, and relays do not open flows to devices."""
+        initiators = {f.src_ip for f in flows if f.handshake}
+        reached_by: dict[str, set] = defaultdict(set)
+        for f in flows:
+            reached_by[f.dst_ip].add(f.src_ip)
+        pairs: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for f in flows:
+            sent = self._sent.get(f.id)
+            if (f.handshake and sent is not None and sent.messages and f.dst_ip in initiators
+                    and f.dst_ip != f.src_ip and len(reached_by[f.dst_ip]) <= DIRECT_MAX_PEERS):
+                pairs[(f.src_ip, f.dst_ip)].append(round(sent.first_time, 6))
+        return [self._finding(None, "contacts", "direct-flow", {"sender": a, "recipient": b}, 0.6,
+                              rule="peer-opens-flow-to-peer", times=sorted(t)) for (a, b), t in sorted(pairs.items())]

@@ -34,3 +34,13 @@ def test_flows_give_online_periods_classes_and_documents():
     docs = [f for f in found if f.kind == "known-document"]
     assert docs and docs[0].value["documents"] == ["memo.pdf"]
     assert all("bytes" not in f.value for f in found if f.observable == "size")  # never dilutes the size measure
+
+
+def test_direct_flows_between_peers_are_contacts_servers_are_not():
+    chat = b"hello there, " * 40
+    peer = make_flow([(5.0, C, chat)], src=("10.1.0.7", 40000), dst=("10.1.0.8", 5000))
+    back = make_flow([(9.0, C, chat)], src=("10.1.0.8", 40001), dst=("10.1.0.9", 5000))
+    server = make_flow([(7.0, C, chat)], src=("10.1.0.7", 40002), dst=("10.9.0.25", 25))
+    found = run("metadata.flows", peer, back, server)
+    pairs = {(f.value["sender"], f.value["recipient"]) for f in found if f.kind == "direct-flow"}
+    assert pairs == {("10.1.0.7", "10.1.0.8")}  # 10.1.0.9 and the mail server never open flows

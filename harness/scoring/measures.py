@@ -150,7 +150,8 @@ def contacts(truth: Truth, idx: Index) -> Measurement:
     return Measurement(f1, 2 * p / (1 + p), len(true_pairs), evidence,
                        {"precision": round(precision, 4), "recall": round(recall, 4),
                         "true_pairs": len(true_pairs), "guessed_pairs": len(guessed), "pair_base_rate": round(p, 4),
-                        **_contact_extras(truth, idx, owner, true_pairs, guessed)})
+                        **_contact_extras(truth, idx, owner, true_pairs, guessed)},
+                       claims=len(guessed), claims_correct=float(tp), claims_chance=p)
 
 
 def _contact_extras(truth: Truth, idx: Index, owner: dict, true_pairs: set, guessed: set | None = None) -> dict:

@@ -27,6 +27,7 @@ class Measurement:
     details: dict = field(default_factory=dict)
     claims: int = 0  # trials on which the adversary named anything at all
     claims_correct: float = 0.0  # credit earned on those
+    claims_chance: float | None = None  # a blind claim's hit rate, if not `chance` (contacts: the pair base rate)
 
 
 def wilson_interval(p: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -52,7 +53,7 @@ def precise_claims(m: Measurement) -> bool:
     if m.claims <= 0:
         return False
     low, _ = wilson_interval(min(m.claims_correct / m.claims, 1.0), m.claims)
-    return low > m.chance
+    return low > (m.chance if m.claims_chance is None else m.claims_chance)
 
 
 def decide(m: Measurement) -> str:

@@ -6,8 +6,8 @@
 
 For each size the mixed capture (bench/mixed_capture.py, cached under bench/out/) is read by
 `harness analyze` with the full analyzer set, by the observe tier alone, by `tshark -q -z conv,tcp`, and by
-tshark printing per-packet fields. Each runs as a child process; wall time and peak memory (the child's
-maximum RSS, from `os.wait4`) are printed with packets per second and the ratio to tshark conv.
+tshark printing per-packet fields. Each runs as a child process; wall time, CPU time and peak memory (the
+child's maximum RSS), all from `os.wait4`, are printed with packets per second and the ratio to tshark conv.
 """
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dst
                  "tcp.len", "frame.len"]
 
 
-def _child(cmd: list[str]) -> tuple[float, float, int]:
-    """Run `cmd` as a child: (wall seconds, its peak RSS in MB from wait4's rusage, exit code); output discarded."""
+def _child(cmd: list[str]) -> tuple[float, float, float, int]:
+    """Run `cmd` as a child: (wall s, CPU s (user + system), peak RSS MB, exit code), from wait4's rusage."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
 
 def _commands(path: str) -> list[tuple[str, list[str]]]:
@@ -46,9 +46,11 @@ def _commands(path: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def table(sizes: list[int], skip: set[str] = frozenset()) -> str:
-    rows = ["| packets | MB | tool | seconds | packets/s | vs tshark conv | peak RSS MB |",
-            "| ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+def table(sizes: list[int], skip: frozenset[str] = frozenset()) -> str:
+    """Markdown rows per size and tool. CPU time is printed beside wall time: on a shared machine the wall
+    clock also counts other jobs, CPU time does not; the ratio is tshark conv's time over the tool's, both ways."""
+    rows = ["| packets | MB | tool | wall s | CPU s | packets/s (CPU) | vs tshark conv (wall / CPU) | peak RSS MB |",
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for n in sizes:
         path = cached(n)
         mb = os.path.getsize(path) / 1e6
@@ -56,14 +58,16 @@ def table(sizes: list[int], skip: set[str] = frozenset()) -> str:
         for name, cmd in _commands(path):
             if name in skip:
                 continue
-            wall, peak, rc = _child(cmd)
-            results.append((name, wall, peak, rc))
-            print(f"  {n:>9,} {name:34} {wall:8.1f} s  {peak:8.0f} MB  (exit {rc})", file=sys.stderr, flush=True)
-        conv = next((w for name, w, _, _ in results if name.startswith("tshark -q")), None)
-        for name, wall, peak, rc in results:
-            ratio = f"{conv / wall:.2f}x" if conv else "-"
+            wall, cpu, peak, rc = _child(cmd)
+            results.append((name, wall, cpu, peak, rc))
+            print(f"  {n:>9,} {name:34} {wall:8.1f} s wall {cpu:8.1f} s CPU {peak:8.0f} MB  (exit {rc})",
+                  file=sys.stderr, flush=True)
+        conv = next(((w, c) for name, w, c, _, _ in results if name.startswith("tshark -q")), None)
+        for name, wall, cpu, peak, rc in results:
+            ratio = f"{conv[0] / wall:.2f}x / {conv[1] / cpu:.2f}x" if conv else "-"
             note = "" if rc == 0 else f" (exit {rc})"
-            rows.append(f"| {n:,} | {mb:.0f} | {name}{note} | {wall:.1f} | {n / wall:,.0f} | {ratio} | {peak:.0f} |")
+            rows.append(f"| {n:,} | {mb:.0f} | {name}{note} | {wall:.1f} | {cpu:.1f} | {n / cpu:,.0f} | {ratio} "
+                        f"| {peak:.0f} |")
     return "\n".join(rows)
 
 

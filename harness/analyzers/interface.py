@@ -78,8 +78,9 @@ class Analyzer:
     """Base class. Subclass, set `id` and `description`, and override `on_flow` and/or `finish`.
 
     `on_flow` is called once per finished flow, payload still attached; `finish` once at the end with
-    every flow, for cross-flow work (the flows' payload may have been released by then: use counters
-    and chunks there). Register the subclass with `@register`.
+    every flow, for cross-flow work. The analyze path streams: by then each flow is a summary whose
+    payload and chunks were released (harness/analysis.py `flow_summary`): use its counters and times
+    there, and keep from `on_flow` whatever else `finish` needs. Register the subclass with `@register`.
     """
 
     id: ClassVar[str] = ""

@@ -301,11 +301,14 @@ def repeating_xor_joint(chunks: list[bytes]) -> tuple[bytes, list[bytes], float]
 
 # --- keystream reuse --------------------------------------------------------------------------
 
+XOR_WINDOW = 4096  # bytes of two messages compared for keystream reuse
+
+
 def xor_text_share(a: bytes, b: bytes) -> tuple[float, int]:
     """Share of bit-7-clear bytes among the non-zero bytes of a^b past their common prefix, and how many
     were compared. Two messages that are mostly identical (a retransmission, a repeated fragment) are
     not two texts under one keystream: when over 30% of a^b is zero, nothing is compared."""
-    n = min(len(a), len(b), 4096)
+    n = min(len(a), len(b), XOR_WINDOW)
     x = _u8(a[:n]) ^ _u8(b[:n])
     nz = np.flatnonzero(x)
     if nz.size == 0:
@@ -338,7 +341,10 @@ def reads_as_text(plain: bytes) -> bool:
 
 
 def keystream_groups(messages: list[Message]) -> list[list[int]]:
-    """Groups (indices) of messages whose pairwise XOR reads as XORed text: one keystream."""
+    """Groups (indices) of messages whose pairwise XOR reads as XORed text: one keystream.
+
+    Each message is compared with every later one in one numpy pass (the same rule as
+    `xor_text_share`, over the first XOR_WINDOW bytes), so n messages cost n array operations."""
     n = len(messages)
     parent = list(range(n))
 
@@ -348,11 +354,27 @@ def keystream_groups(messages: list[Message]) -> list[list[int]]:
             i = parent[i]
         return i
 
-    for i in range(n):
-        for j in range(i + 1, n):
-            share, compared = xor_text_share(messages[i].data, messages[j].data)
-            if compared >= MIN_XOR_OVERLAP and share >= XOR_TEXT_SHARE:
-                parent[find(i)] = find(j)
+    if n < 2:
+        return []
+    width = min(max(len(m.data) for m in messages), XOR_WINDOW)
+    lengths = np.array([min(len(m.data), width) for m in messages])
+    matrix = np.zeros((n, width), dtype=np.uint8)
+    for i, m in enumerate(messages):
+        matrix[i, :lengths[i]] = _u8(m.data[:width])
+    cols = np.arange(width)
+    for i in range(n - 1):
+        x = matrix[i + 1:] ^ matrix[i]
+        valid = cols < np.minimum(lengths[i + 1:], lengths[i])[:, None]
+        nonzero = (x != 0) & valid
+        any_nz = nonzero.any(axis=1)
+        first = np.where(any_nz, nonzero.argmax(axis=1), 0)
+        span = np.minimum(lengths[i + 1:], lengths[i]) - first  # bytes past the common prefix
+        count = nonzero.sum(axis=1)
+        low = ((x < 0x80) & nonzero).sum(axis=1)
+        ok = any_nz & (count >= 0.7 * span) & (count >= MIN_XOR_OVERLAP)
+        ok &= low >= XOR_TEXT_SHARE * np.maximum(count, 1)
+        for j in np.flatnonzero(ok):
+            parent[find(i)] = find(i + 1 + int(j))
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(find(i), []).append(i)

@@ -165,23 +165,36 @@ def raw_deflate_inflates(data: bytes) -> bool:
     return not d.unconsumed_tail and len(out) >= 1.5 * consumed
 
 
+_PRINTABLE_TABLE = np.zeros(256, dtype=np.uint8)
+_PRINTABLE_TABLE[0x20:0x7F] = 1
+
+
 def repeated_blocks(segments: list[bytes], block: int = 16, limit: int = 1 << 16) -> int:
     """Aligned 16-byte blocks that recur at different positions (ECB leaks equal plaintext blocks),
     over distinct segments of >= 64 bytes. Only blocks that look like ciphertext count (>= 14 distinct
     byte values, mostly unprintable), and a block recurring only at one position of every segment is
-    a header field (a connection or session id), not ECB."""
-    positions: dict[bytes, set[int]] = {}
+    a header field (a connection or session id), not ECB.
+
+    Vectorised: per segment the blocks are a (n, 16) array; the answer is the number of distinct
+    (block, position) pairs minus the number of distinct blocks."""
+    rows: list[np.ndarray] = []
     examined = 0
     for seg in dict.fromkeys(s for s in segments if len(s) >= MIN_BLOCK_SAMPLE):
-        for i in range(0, len(seg) - block + 1, block):
-            chunk = seg[i:i + block]
-            if len(set(chunk)) < 14 or count_of(chunk, _PRINTABLE_ASCII) > 10:
-                continue
-            positions.setdefault(chunk, set()).add(i)
-            examined += 1
-            if examined >= limit:
-                break
-    return sum(len(p) - 1 for p in positions.values() if len(p) > 1)
+        n = len(seg) // block
+        arr = np.frombuffer(seg, dtype=np.uint8, count=n * block).reshape(n, block)
+        distinct = 1 + np.count_nonzero(np.diff(np.sort(arr, axis=1), axis=1), axis=1)
+        printable = _PRINTABLE_TABLE[arr].sum(axis=1)
+        keep = np.flatnonzero((distinct >= 14) & (printable <= 10))[: limit - examined]
+        if keep.size:
+            words = np.ascontiguousarray(arr[keep]).view("<u8").reshape(keep.size, block // 8)
+            rows.append(np.column_stack([words, (keep * block).astype(np.uint64)]))
+            examined += keep.size
+        if examined >= limit:
+            break
+    if not rows:
+        return 0
+    pairs = np.unique(np.concatenate(rows), axis=0)
+    return int(len(pairs) - len(np.unique(pairs[:, :-1], axis=0)))
 
 
 @dataclass(frozen=True)

@@ -105,10 +105,14 @@ def cmd_attack(args) -> int:
     render = reporters()
     write_atomic(Path(args.reports) / "summary.md", render["markdown"](reports))
     print(render["table"](reports))
-    broken = [f"{r['scenario']} {b['observable']} ({b['rule']}: {b['verdict']})"
-              for r in reports for b in r.get("policy", {}).get("breaks", [])]
+    breaks = [b | {"scenario": r["scenario"]} for r in reports for b in r.get("policy", {}).get("breaks", [])]
+    broken = [f"{b['scenario']} {b['observable']} ({b['rule']}: {b['verdict']})" for b in breaks if not b.get("known")]
     if broken:
         print(f"policy broken ({len(broken)}): " + "; ".join(broken))
+    known = sum(1 for b in breaks if b.get("known"))
+    if known:
+        print(f"known policy breaks ({known}, declared in the scenarios' [policy] known_breaks): "
+              + "; ".join(f"{b['scenario']} {b['observable']}" for b in breaks if b.get("known")))
     print(f"reports in {args.reports}/ (summary.md, NAME.json); captures in {args.captures}/; "
           f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

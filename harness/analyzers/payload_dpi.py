@@ -48,6 +48,7 @@ DIRECTION_NAMES = ("client", "server")
 CONTENT_WINDOW = 4096  # bytes of text per content finding (the value cap)
 CONTENT_STEP = 4032  # windows overlap by 64 bytes so a token on a boundary is whole in one of them
 MAX_TOKENS_IN_EVIDENCE = 32
+MAX_PIN_TIMES = 100_000  # moments kept per PIN on a flow that carries several PINs
 MAX_TIMES = 256  # moments kept per repeated finding
 MAX_TRANSFORM_INPUT = 1 << 18  # bytes of one clear segment searched for encodings
 
@@ -350,21 +351,26 @@ class _FlowDpi:
 
     # -- relay envelope --------------------------------------------------------------------------
     def relay_pins(self) -> None:
-        """One device finding per distinct PIN in the flow, located at its first envelope."""
+        """One device finding per distinct PIN in the flow, located at its first envelope. On a flow that
+        carries several PINs (the enterprise <-> relay link), the finding lists every moment its PIN was
+        seen (evidence "times"), so each message is tied to its own device, not to all of them."""
         seen: dict[int, dict] = {}
         envelopes = [(self.clock.time(d, env.offset), d, env) for d in (CLIENT, SERVER)
                      for env in self.layout.directions[d].envelopes]
         for t, direction, env in sorted(envelopes, key=lambda e: (e[0], e[1], e[2].offset)):
             entry = seen.setdefault(env.pin, {"first": (direction, env), "count": 0, "directions": set(),
-                                              "flags": set()})
+                                              "flags": set(), "times": []})
             entry["count"] += 1
+            if len(entry["times"]) < MAX_PIN_TIMES:
+                entry["times"].append(round(t, 6))
             entry["directions"].add(DIRECTION_NAMES[direction])
             entry["flags"].add(env.flags)
         for pin, entry in seen.items():
             direction, env = entry["first"]
             self.emit("device", "relay-pin", f"pin:{pin:08x}", rule="relay-envelope-pin", confidence=0.95,
                       direction=direction, offset=env.offset + 8, length=4, timed=False, envelopes=entry["count"],
-                      directions=sorted(entry["directions"]), flags=sorted(entry["flags"]))
+                      directions=sorted(entry["directions"]), flags=sorted(entry["flags"]),
+                      times=entry["times"] if len(seen) > 1 else None)
 
     # -- SMTP ------------------------------------------------------------------------------------
     def smtp(self) -> None:

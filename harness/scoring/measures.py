@@ -15,6 +15,7 @@ from harness.scoring.association import (
     device_identities,
     device_owner,
     finding_time,
+    finding_times,
     host_of,
     identity_owner,
     message_excerpt,
@@ -324,6 +325,17 @@ def _endpoint_value(f: dict) -> str:
     return str(v)
 
 
+def _closest_in_time(findings: list[dict], t: float) -> list[dict]:
+    """Untimed findings, plus of the timed ones those seen closest to t: on a link that carries many
+    devices' envelopes (the enterprise <-> relay link) each envelope names its own device."""
+    untimed = [f for f in findings if not finding_times(f)]
+    timed = [(min(abs(x - t) for x in finding_times(f)), f) for f in findings if finding_times(f)]
+    if not timed:
+        return untimed
+    best = min(d for d, _ in timed)
+    return untimed + [f for d, f in timed if d <= best + 1e-3]
+
+
 @measure("device")
 def device(truth: Truth, idx: Index) -> Measurement:
     """Per message leg at a user's device: did the adversary name that device (address, PIN) on the
@@ -338,13 +350,14 @@ def device(truth: Truth, idx: Index) -> Measurement:
         n += 1
         got, claimed = 0.0, False
         for leg in legs:
-            near = idx.near("device", leg)
+            near = _closest_in_time(idx.near("device", leg), leg.tap_time)
             claimed = claimed or bool(near)
             c = credit([host_of(f["value"]) if not str(f["value"]).startswith("pin:") else f["value"]
                         for f in near], idents[leg.device], owner)
             got += c
             if c and len(evidence) < 5:
-                f = near[0]
+                f = next((f for f in near if norm(f["value"]) in idents[leg.device]
+                          or host_of(f["value"]) in idents[leg.device]), near[0])
                 evidence.append(_evidence(f, **message_excerpt(m), recovered=f["value"]))
         total += got / len(legs)
         claims += claimed

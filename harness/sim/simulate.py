@@ -48,7 +48,7 @@ def simulate(scenario) -> SimResult:
         tf = truth_flow(pc, ctx)
         flows.append(tf)
         for mid, (direction, tap_time) in result.legs.items():
-            device = pc.plan.client_ip if pc.plan.client_ip in device_ips else ""
+            device = pc.leg_devices.get(mid) or (pc.plan.client_ip if pc.plan.client_ip in device_ips else "")
             legs[mid].append(Leg(flow=tf.flow, direction=direction, tap_time=round(tap_time, 6), device=device))
     packets.sort(key=lambda p: (p.time, p.src, p.sport))
     frames = [(p.time, build_frame(p)) for p in packets]

@@ -89,7 +89,12 @@ def test_both_vantage_points_see_both_halves_of_the_path(tmp_path):
     internal = [m for m in sim.truth.messages if m.sender != m.recipient]
     # uplink, the SRP link (truth keeps one leg per flow: the crossing into the BES), downlink
     assert internal and all(len(m.legs) == 3 for m in internal)
-    assert all(sorted(bool(leg.device) for leg in m.legs) == [False, True, True] for m in internal)
-    assert len({flows[leg.flow].flow for m in internal for leg in m.legs if not leg.device}) == 1  # one SRP link
+    # every leg names the user device it concerns; on the SRP link (whose client is the BES) that is the
+    # sender's device, named there by its PIN
+    ips = {u.name: u.device_ip for u in sim.truth.users}
+    assert all(leg.device for m in internal for leg in m.legs)
+    srp = [(m, leg) for m in internal for leg in m.legs if not leg.flow.split()[1].startswith(leg.device + ":")]
+    assert len({flows[leg.flow].flow for _, leg in srp}) == 1  # one SRP link
+    assert all(leg.device == ips[m.sender] for m, leg in srp)
     v = {o: r["verdict"] for o, r in report["observables"].items()}
     assert v["content"] == "hidden" and v["device"] == "visible" and v["endpoint"] == "visible"

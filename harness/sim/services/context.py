@@ -17,6 +17,9 @@ class PlannedConnection:
     app: str
     transport: str
     server: str  # final destination host name
+    # message id -> the user device (IP) a leg on this connection concerns, where the connection's client is
+    # not that device (the enterprise <-> relay link carries every user's mail, named by PIN)
+    leg_devices: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

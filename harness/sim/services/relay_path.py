@@ -172,6 +172,11 @@ def build_connections(ctx: SimContext, path: RelayPath, transmissions: list[Tran
         cp = ConnectionPlan(path.enterprise.ip, ctx.ephemeral_port(path.enterprise.ip), path.relay.ip, path.port,
                             path.t_backbone, client, server, open_time=0.2, pushes=pushes,
                             close_time=sc.duration - 0.2)
+        ips = {u.name: u.device_ip for u in ctx.users}
+        leg_devices: dict[str, str] = {}
+        for t in ordered:
+            if t.hop in (TO_ENTERPRISE, FROM_ENTERPRISE) and t.message_id and t.user in ips:
+                leg_devices.setdefault(t.message_id, ips[t.user])
         plan.connections.append(PlannedConnection(path.backbone, cp, app=path.app, transport=transport,
-                                                  server=path.enterprise.name))
+                                                  server=path.enterprise.name, leg_devices=leg_devices))
     return plan

@@ -165,6 +165,7 @@ def raw_deflate_inflates(data: bytes) -> bool:
     return not d.unconsumed_tail and len(out) >= 1.5 * consumed
 
 
+SMALL_SEGMENT_BLOCKS = 48
 _PRINTABLE_TABLE = np.zeros(256, dtype=np.uint8)
 _PRINTABLE_TABLE[0x20:0x7F] = 1
 
@@ -175,26 +176,29 @@ def repeated_blocks(segments: list[bytes], block: int = 16, limit: int = 1 << 16
     byte values, mostly unprintable), and a block recurring only at one position of every segment is
     a header field (a connection or session id), not ECB.
 
-    Vectorised: per segment the blocks are a (n, 16) array; the answer is the number of distinct
-    (block, position) pairs minus the number of distinct blocks."""
-    rows: list[np.ndarray] = []
+    The ciphertext-looking test is vectorised per segment ((n, 16) array); the answer is the number of
+    distinct (block, position) pairs minus the number of distinct blocks."""
+    pairs: set[tuple[bytes, int]] = set()
+    blocks: set[bytes] = set()
     examined = 0
     for seg in dict.fromkeys(s for s in segments if len(s) >= MIN_BLOCK_SAMPLE):
         n = len(seg) // block
-        arr = np.frombuffer(seg, dtype=np.uint8, count=n * block).reshape(n, block)
-        distinct = 1 + np.count_nonzero(np.diff(np.sort(arr, axis=1), axis=1), axis=1)
-        printable = _PRINTABLE_TABLE[arr].sum(axis=1)
-        keep = np.flatnonzero((distinct >= 14) & (printable <= 10))[: limit - examined]
-        if keep.size:
-            words = np.ascontiguousarray(arr[keep]).view("<u8").reshape(keep.size, block // 8)
-            rows.append(np.column_stack([words, (keep * block).astype(np.uint64)]))
-            examined += keep.size
+        if n <= SMALL_SEGMENT_BLOCKS:  # numpy's per-call cost outweighs a few blocks
+            keep = [k for k in range(n) if len(set(seg[k * block:(k + 1) * block])) >= 14
+                    and count_of(seg[k * block:(k + 1) * block], _PRINTABLE_ASCII) <= 10][: limit - examined]
+        else:
+            arr = np.frombuffer(seg, dtype=np.uint8, count=n * block).reshape(n, block)
+            distinct = 1 + np.count_nonzero(np.diff(np.sort(arr, axis=1), axis=1), axis=1)
+            printable = _PRINTABLE_TABLE[arr].sum(axis=1)
+            keep = np.flatnonzero((distinct >= 14) & (printable <= 10))[: limit - examined].tolist()
+        for k in keep:
+            chunk = seg[k * block:(k + 1) * block]
+            pairs.add((chunk, k * block))
+            blocks.add(chunk)
+        examined += len(keep)
         if examined >= limit:
             break
-    if not rows:
-        return 0
-    pairs = np.unique(np.concatenate(rows), axis=0)
-    return int(len(pairs) - len(np.unique(pairs[:, :-1], axis=0)))
+    return len(pairs) - len(blocks)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Iterable, Sequence
 
 from harness.observables import OBSERVABLES
@@ -62,7 +63,7 @@ class Finding:
         t = self.evidence.get("time")
         return float(t) if t is not None else None
 
-    @property
+    @cached_property
     def id(self) -> str:
         ident = json.dumps([self.analyzer, self.observable, self.kind, self.flow, self.value],
                            sort_keys=True, default=str, separators=(",", ":"))

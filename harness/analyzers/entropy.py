@@ -165,9 +165,21 @@ def raw_deflate_inflates(data: bytes) -> bool:
     return not d.unconsumed_tail and len(out) >= 1.5 * consumed
 
 
-SMALL_SEGMENT_BLOCKS = 48
 _PRINTABLE_TABLE = np.zeros(256, dtype=np.uint8)
 _PRINTABLE_TABLE[0x20:0x7F] = 1
+
+
+SMALL_SAMPLE = 2048  # bytes: below this the ECB check runs in plain Python
+
+
+def _repeated_blocks_small(segments: list[bytes], block: int) -> int:
+    positions: dict[bytes, set[int]] = {}
+    for seg in segments:
+        for i in range(0, len(seg) - block + 1, block):
+            chunk = seg[i:i + block]
+            if len(set(chunk)) >= 14 and count_of(chunk, _PRINTABLE_ASCII) <= 10:
+                positions.setdefault(chunk, set()).add(i)
+    return sum(len(p) - 1 for p in positions.values())
 
 
 def repeated_blocks(segments: list[bytes], block: int = 16, limit: int = 1 << 16) -> int:
@@ -176,28 +188,43 @@ def repeated_blocks(segments: list[bytes], block: int = 16, limit: int = 1 << 16
     byte values, mostly unprintable), and a block recurring only at one position of every segment is
     a header field (a connection or session id), not ECB.
 
-    The ciphertext-looking test is vectorised per segment ((n, 16) array); the answer is the number of
-    distinct (block, position) pairs minus the number of distinct blocks."""
-    pairs: set[tuple[bytes, int]] = set()
-    blocks: set[bytes] = set()
+    The ciphertext-looking test is vectorised per segment ((n, 16) array). Equal blocks are found by a
+    64-bit hash per block sorted with numpy; only blocks whose hash recurs are compared exactly (random
+    ciphertext, the common case, has none). The answer is the number of distinct (block, position)
+    pairs minus the number of distinct blocks."""
+    distinct_segments = list(dict.fromkeys(s for s in segments if len(s) >= MIN_BLOCK_SAMPLE))
+    if sum(map(len, distinct_segments)) <= SMALL_SAMPLE:  # numpy's per-call cost outweighs a few blocks
+        return _repeated_blocks_small(distinct_segments, block)
+    kept = bytearray()
+    positions: list[np.ndarray] = []
     examined = 0
-    for seg in dict.fromkeys(s for s in segments if len(s) >= MIN_BLOCK_SAMPLE):
+    for seg in distinct_segments:
         n = len(seg) // block
-        if n <= SMALL_SEGMENT_BLOCKS:  # numpy's per-call cost outweighs a few blocks
-            keep = [k for k in range(n) if len(set(seg[k * block:(k + 1) * block])) >= 14
-                    and count_of(seg[k * block:(k + 1) * block], _PRINTABLE_ASCII) <= 10][: limit - examined]
-        else:
-            arr = np.frombuffer(seg, dtype=np.uint8, count=n * block).reshape(n, block)
-            distinct = 1 + np.count_nonzero(np.diff(np.sort(arr, axis=1), axis=1), axis=1)
-            printable = _PRINTABLE_TABLE[arr].sum(axis=1)
-            keep = np.flatnonzero((distinct >= 14) & (printable <= 10))[: limit - examined].tolist()
-        for k in keep:
-            chunk = seg[k * block:(k + 1) * block]
-            pairs.add((chunk, k * block))
-            blocks.add(chunk)
-        examined += len(keep)
+        arr = np.frombuffer(seg, dtype=np.uint8, count=n * block).reshape(n, block)
+        distinct = 1 + np.count_nonzero(np.diff(np.sort(arr, axis=1), axis=1), axis=1)
+        printable = _PRINTABLE_TABLE[arr].sum(axis=1)
+        keep = np.flatnonzero((distinct >= 14) & (printable <= 10))[: limit - examined]
+        if keep.size:
+            kept += arr[keep].tobytes()
+            positions.append(keep * block)
+            examined += keep.size
         if examined >= limit:
             break
+    if not positions:
+        return 0
+    words = np.frombuffer(bytes(kept), dtype="<u8").reshape(-1, block // 8)
+    digest = words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15))
+    order = np.argsort(digest, kind="stable")
+    same = digest[order][1:] == digest[order][:-1]
+    if not same.any():
+        return 0
+    candidates = np.union1d(order[1:][same], order[:-1][same])
+    pos = np.concatenate(positions)
+    pairs, blocks = set(), set()
+    for i in candidates.tolist():
+        chunk = bytes(kept[i * block:(i + 1) * block])
+        pairs.add((chunk, int(pos[i])))
+        blocks.add(chunk)
     return len(pairs) - len(blocks)
 
 

@@ -66,6 +66,26 @@ class _Conn:
         self.done = False
 
 
+def _append(f: Flow, d: int, t: float, payload: bytes) -> None:
+    """New bytes in direction d: a chunk (up to MAX_CHUNKS per flow) and the stream (up to STREAM_CAP)."""
+    n = len(payload)
+    off = f.payload_bytes[d]
+    if len(f.chunks) < MAX_CHUNKS:
+        f.chunks.append(Chunk(t, d, off, n))
+    else:
+        f.anomalies["chunks-dropped"] += 1
+    if n:
+        f.payload_bytes[d] = off + n
+        buf = f.payload[d]
+        room = STREAM_CAP - len(buf)
+        if room >= n:
+            buf += payload
+        else:
+            if room > 0:
+                buf += payload[:room]
+            f.truncated[d] = True
+
+
 class FlowTable:
     """The open flows. `add` packets in capture order; finished flows collect in `finished` for the caller to take."""
 
@@ -285,20 +305,7 @@ class FlowTable:
     def _deliver(self, f: Flow, d: int, s: _Stream, payload: bytes, paylen: int, t: float) -> None:
         n = len(payload)
         if n:
-            off = f.payload_bytes[d]
-            if len(f.chunks) < MAX_CHUNKS:
-                f.chunks.append(Chunk(t, d, off, n))
-            else:
-                f.anomalies["chunks-dropped"] += 1
-            f.payload_bytes[d] = off + n
-            buf = f.payload[d]
-            room = STREAM_CAP - len(buf)
-            if room >= n:
-                buf += payload
-            else:
-                if room > 0:
-                    buf += payload[:room]
-                f.truncated[d] = True
+            _append(f, d, t, payload)
         s.next += n
         if paylen > n:  # the capture cut this segment short: the rest is a gap
             self._gap(f, d, s, paylen - n)
@@ -359,21 +366,7 @@ class FlowTable:
     def _datagram(f: Flow, d: int, p: Packet) -> None:
         payload = p.payload
         n = len(payload)
-        off = f.payload_bytes[d]
-        if len(f.chunks) < MAX_CHUNKS:
-            f.chunks.append(Chunk(p.time, d, off, n))
-        else:
-            f.anomalies["chunks-dropped"] += 1
-        if n:
-            f.payload_bytes[d] = off + n
-            buf = f.payload[d]
-            room = STREAM_CAP - len(buf)
-            if room >= n:
-                buf += payload
-            else:
-                if room > 0:
-                    buf += payload[:room]
-                f.truncated[d] = True
+        _append(f, d, p.time, payload)
         if p.paylen > n:
             f.anomalies["gap"] += 1
             f.anomalies["missed-bytes"] += p.paylen - n

@@ -6,41 +6,27 @@ carries something for a user is acknowledged (type 3); the relay answers each ke
 """
 from __future__ import annotations
 
+from harness.sim.protocols.relay import EnvelopePeer
 from harness.sim.protocols.relay_envelope import ACK, KEEPALIVE, EnvelopeV2, EnvelopeV2Decoder
 
 ACKED = frozenset((1, 2, 5, 7))  # data up, data down, receipt, key exchange
 
 
-class _BbPeer:
-    role = ""
+class _BbPeer(EnvelopePeer):
+    acked = ACKED
+    decoder = EnvelopeV2Decoder
 
-    def __init__(self, pin: int) -> None:
-        self.pin = pin
-        self.events: list = []
-        self._decoder = EnvelopeV2Decoder()
+    def ack(self, env) -> bytes:
+        return EnvelopeV2(ACK, self.pin, env.msg_id, service=env.service).encode()
 
-    def start(self) -> bytes:
-        return b""
-
-    def receive(self, data: bytes) -> bytes:
-        out = b""
-        for env in self._decoder.feed(data):
-            self.events.append(("envelope", env))
-            if env.type in ACKED:
-                out += EnvelopeV2(ACK, self.pin, env.msg_id, service=env.service).encode()
-            elif env.type == KEEPALIVE and self.role == "relay":
-                out += EnvelopeV2(KEEPALIVE, self.pin, env.msg_id).encode()
-        return out
+    def keepalive_reply(self, env) -> bytes:
+        return EnvelopeV2(KEEPALIVE, self.pin, env.msg_id).encode()
 
     def push(self, item) -> bytes:
         kind, env = item
         if kind != "envelope":
             raise ValueError(f"unknown push {kind!r}")
         return env.encode()
-
-    @property
-    def wants_close(self) -> bool:
-        return False
 
 
 class BbDevice(_BbPeer):

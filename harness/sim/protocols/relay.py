@@ -16,25 +16,36 @@ from harness.sim.protocols.relay_envelope import (
 )
 
 
-class _RelayPeer:
+class EnvelopePeer:
+    """Shared by both ends of every relay connection (envelope v1 here, v2 in bb_relay): decode what
+    arrives, acknowledge what carries something for a user, and (relay side) answer keep-alives."""
+
     role = ""
+    acked: frozenset[int] = frozenset((DATA_UP, DATA_DOWN))
+    decoder = EnvelopeDecoder
 
     def __init__(self, pin: int) -> None:
         self.pin = pin
         self.events: list = []
-        self._decoder = EnvelopeDecoder()
+        self._decoder = self.decoder()
 
     def start(self) -> bytes:
         return b""
+
+    def ack(self, env) -> bytes:
+        return Envelope(ACK, self.pin, env.msg_id).encode()
+
+    def keepalive_reply(self, env) -> bytes:
+        return Envelope(KEEPALIVE, self.pin, env.msg_id).encode()
 
     def receive(self, data: bytes) -> bytes:
         out = b""
         for env in self._decoder.feed(data):
             self.events.append(("envelope", env))
-            if env.type in (DATA_UP, DATA_DOWN):
-                out += Envelope(ACK, self.pin, env.msg_id).encode()
+            if env.type in self.acked:
+                out += self.ack(env)
             elif env.type == KEEPALIVE and self.role == "relay":
-                out += Envelope(KEEPALIVE, self.pin, env.msg_id).encode()
+                out += self.keepalive_reply(env)
         return out
 
     @property
@@ -42,7 +53,7 @@ class _RelayPeer:
         return False
 
 
-class RelayDevice(_RelayPeer):
+class RelayDevice(EnvelopePeer):
     """The handset. push(("up", msg_id, body, flags[, pin])) or push(("keepalive", seq))."""
 
     role = "device"
@@ -54,7 +65,7 @@ class RelayDevice(_RelayPeer):
         return Envelope(DATA_UP, pin[0] if pin else self.pin, msg_id, body, flags).encode()
 
 
-class RelayServer(_RelayPeer):
+class RelayServer(EnvelopePeer):
     """The relay's end. push(("down", msg_id, body, flags[, pin]))."""
 
     role = "relay"

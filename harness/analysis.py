@@ -80,7 +80,7 @@ def flow_summary(flow: Flow) -> Flow:
 
     The flow itself is left as it was; once the caller drops it (a streaming source does), its bytes go.
     """
-    return replace(flow, payload=[bytearray(), bytearray()], chunks=[])
+    return replace(flow, payload=[bytearray(), bytearray()], chunks=[], derived={})
 
 
 def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None,

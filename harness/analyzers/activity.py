@@ -21,9 +21,8 @@ from typing import Iterable, Sequence
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.observe.bursts import message_bursts, stream_layout
+from harness.observe import views
 from harness.observe.model import CLIENT, Flow
-from harness.observe.stream_clock import StreamClock
 
 ID = "metadata.activity"
 ONLINE_GAP = 300.0  # seconds of silence that end an online period
@@ -85,8 +84,8 @@ class Activity(Analyzer):
         times = self._seen[flow.src_ip]
         times += [flow.first_seen, flow.last_seen] + [c.time for c in flow.chunks]
         out = []
-        clock = StreamClock(flow)
-        for burst in message_bursts(stream_layout(flow, clock)):
+        clock = views.clock(flow)
+        for burst in views.messages(flow):
             if burst.direction != CLIENT:
                 self._received[flow.src_ip] += 1
             packets = clock.packets(burst.direction, burst.offset, burst.end)

@@ -48,7 +48,7 @@ from harness.blackberry.payloads import (
     parse_kex,
     unscramble,
 )
-from harness.observe.bursts import stream_layout
+from harness.observe import views
 from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.relay_wire import RELAY_SERVICES, RelayEnvelope, srp_frames
 from harness.observe.stream_clock import StreamClock
@@ -147,10 +147,10 @@ class BlackBerryAnalyzer(Analyzer):
 
     # -- per flow ------------------------------------------------------------------------------
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
-        layout = stream_layout(flow)
+        layout = views.layout(flow)
         if not layout.is_relay:
             return ()
-        clock = StreamClock(flow)
+        clock = views.clock(flow)
         data = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
         for direction in (CLIENT, SERVER):
             d = layout.directions[direction]

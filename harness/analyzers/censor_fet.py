@@ -28,8 +28,8 @@ import numpy as np
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
+from harness.observe import views
 from harness.observe.model import CLIENT, Flow
-from harness.observe.stream_clock import StreamClock
 
 ID = "censor.gfw-fet"
 CENSOR = "gfw-fully-encrypted-2023"
@@ -94,7 +94,7 @@ class CensorFullyEncrypted(Analyzer):
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
         if flow.proto != "tcp":
             return []
-        spans = StreamClock(flow).chunk_spans(CLIENT)
+        spans = views.clock(flow).chunk_spans(CLIENT)
         if not spans:
             return []
         off, length, t = spans[0]

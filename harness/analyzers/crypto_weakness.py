@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.observe.bursts import StreamLayout, bursts, stream_layout
+from harness.observe import views
+from harness.observe.bursts import StreamLayout, bursts
 from harness.observe.dns import parse_dns_question
 from harness.observe.model import Flow
 from harness.observe.packet_index import PacketIndex
@@ -687,7 +688,7 @@ class CryptoWeakness(Analyzer):
 
     # -- per flow ----------------------------------------------------------------------------------
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
-        layout = stream_layout(flow)
+        layout = views.layout(flow)
         if framed_by_real_protocol(flow, layout):
             return []
         every = flow_messages(flow, layout)

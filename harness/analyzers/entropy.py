@@ -17,7 +17,8 @@ import numpy as np
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.observe.bursts import StreamLayout, message_bursts, stream_layout
+from harness.observe import views
+from harness.observe.bursts import StreamLayout
 from harness.observe.dns import parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.text import count_of, inflate, printable_fraction
@@ -354,7 +355,7 @@ class PayloadEntropy(Analyzer):
                    "weak-cipher, encrypted or empty.")
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
-        layout = stream_layout(flow)
+        layout = views.layout(flow)
         measured = measured_segments(flow, layout)
         segments = measured.segments[CLIENT] + measured.segments[SERVER]
         # Repeated cipher blocks mean ECB only in bodies whose framing is stripped: in a stream of
@@ -376,7 +377,7 @@ class PayloadEntropy(Analyzer):
             if position is not None:
                 evidence.setdefault("position", {})[DIRECTION_NAMES[direction]] = position
         burst_rows = []
-        for burst in message_bursts(layout)[:MAX_BURSTS_IN_EVIDENCE]:
+        for burst in views.messages(flow)[:MAX_BURSTS_IN_EVIDENCE]:
             b = classify(burst.bodies(bytes(flow.payload[burst.direction])), block_check=block_check)
             burst_rows.append({"time": round(burst.start_time, 6), "direction": DIRECTION_NAMES[burst.direction],
                                "payload": burst.payload, "measured": b.stats.n, "class": b.cls,

@@ -19,9 +19,8 @@ from typing import Iterable
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.observe.bursts import stream_layout
+from harness.observe import views
 from harness.observe.model import CLIENT, Flow
-from harness.observe.stream_clock import StreamClock
 
 ID = "metadata.keepalive-activity"
 KEEPALIVE = 4  # relay envelope type (harness.observe.relay_wire.RELAY_TYPES)
@@ -74,8 +73,8 @@ class KeepaliveActivity(Analyzer):
                    "envelope the device sends (timing).")
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
-        clock = StreamClock(flow)
-        layout = stream_layout(flow, clock)
+        clock = views.clock(flow)
+        layout = views.layout(flow)
         d = layout.directions[CLIENT]
         if d.layer != "relay":
             return []

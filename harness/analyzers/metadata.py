@@ -12,9 +12,8 @@ from typing import Iterable, Sequence
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.observe.bursts import message_bursts, stream_layout
+from harness.observe import views
 from harness.observe.model import CLIENT, Flow
-from harness.observe.stream_clock import StreamClock
 
 ID = "metadata.flows"
 DIRECTION_NAMES = ("client", "server")
@@ -70,10 +69,10 @@ class FlowMetadata(Analyzer):
             out.append(self._finding(flow, "service", "port-hint", WELL_KNOWN_PORTS[flow.sport], 0.3,
                                      rule="well-known-port-reversed", port=flow.sport, **span))
 
-        clock = StreamClock(flow)
-        layout = stream_layout(flow, clock)
+        clock = views.clock(flow)
+        layout = views.layout(flow)
         sent = self._sent[flow.id] = _Sent(flow.src_ip)
-        for burst in message_bursts(layout):
+        for burst in views.messages(flow):
             t = round(burst.start_time, 3)
             sizes_known = layout.tls_overhead_known or not layout.is_tls
             confidence = _BURST_CONFIDENCE.get(burst.rule, 0.8 if sizes_known else 0.6)

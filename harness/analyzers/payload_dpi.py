@@ -19,7 +19,8 @@ import numpy as np
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.observe.bursts import StreamLayout, stream_layout
+from harness.observe import views
+from harness.observe.bursts import StreamLayout
 from harness.observe.dns import dns_message_names, is_netbios_name, parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.packet_index import PacketIndex
@@ -167,9 +168,9 @@ class _FlowDpi:
 
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
-        self.clock = StreamClock(flow)
+        self.clock = views.clock(flow)
         self.packets = PacketIndex(flow)
-        self.layout: StreamLayout = stream_layout(flow, self.clock)
+        self.layout: StreamLayout = views.layout(flow)
         self.data = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
         self.out: dict[str, Finding] = {}
         self.covered: tuple[list, list] = ([], [])  # stream ranges a protocol parser already reported

@@ -41,9 +41,8 @@ import numpy as np
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
-from harness.observe.bursts import message_bursts, stream_layout
+from harness.observe import views
 from harness.observe.model import CLIENT, Flow
-from harness.observe.stream_clock import StreamClock
 
 ID = "metadata.relay-correlation"
 INBOUND, OUTBOUND = 0, 1  # device -> relay, relay -> device
@@ -541,9 +540,9 @@ class RelayCorrelation(Analyzer):
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
         if flow.proto != "tcp":
             return ()
-        clock = StreamClock(flow)
-        layout = stream_layout(flow, clock)
-        for burst in message_bursts(layout):
+        clock = views.clock(flow)
+        layout = views.layout(flow)
+        for burst in views.messages(flow):
             first = burst.units[0]
             pin = f"pin:{first.pin:08x}" if first.pin is not None else None
             self._records.append(_Record(burst.start_time, flow.src_ip,

@@ -56,6 +56,9 @@ class Flow:
     chunks: list[Chunk] = field(default_factory=list)  # time order
     handshake: bool = False  # TCP: the SYN was seen, so src/dst are known for certain
     anomalies: Counter = field(default_factory=Counter)  # e.g. retransmission, overlap-inconsistent, gap
+    # Views computed from payload and chunks (stream clock, layout, message bursts), memoised so that the
+    # analyzers share one of each (harness.observe.views); dropped with the payload.
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def total_packets(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Callable, Iterable
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
@@ -22,12 +22,18 @@ MAX_ERRORS_PER_ANALYZER = 20
 
 @dataclass
 class AnalysisResult:
-    """Findings (deduplicated by id, in a stable order), per-flow labels, and contained errors."""
+    """Findings (unique ids, in document order), per-flow labels, and contained errors.
+
+    Document order: each flow's on_flow findings as a block when the flow finished (sorted by analyzer,
+    kind, id), then the findings of `finish` (sorted by flow, analyzer, kind, id). With a sink, findings
+    went to the sink in that order and `findings` stays empty; `counts` holds findings per observable.
+    """
 
     findings: list[Finding] = field(default_factory=list)
     flow_labels: dict[str, dict] = field(default_factory=dict)  # flow id -> {"app", "payload_class", "entropy"}
     errors: list[str] = field(default_factory=list)  # "analyzer-id: ExcType: message"
     flows: list[Flow] = field(default_factory=list)  # every flow analysed, in the order it came (maybe released)
+    counts: Counter = field(default_factory=Counter)  # observable -> findings
 
 
 def _error_text(analyzer_id: str, exc: BaseException, where: str) -> str:
@@ -50,7 +56,6 @@ class _Runner:
                 self.analyzers.append(cls(knowledge))
             except Exception as exc:  # noqa: BLE001 - a plugin's failure is reported, not fatal
                 self.error(analyzer_id, exc, "init")
-        self.findings: list[Finding] = []
 
     def error(self, analyzer_id: str, exc: BaseException, where: str) -> None:
         count = self._error_counts.get(analyzer_id, 0) + 1
@@ -58,7 +63,8 @@ class _Runner:
         if count <= MAX_ERRORS_PER_ANALYZER:
             self.errors.append(_error_text(analyzer_id, exc, where))
 
-    def call(self, analyzer: Analyzer, method: str, arg, where: str) -> None:
+    def call(self, analyzer: Analyzer, method: str, arg, where: str, into: dict[str, Finding]) -> None:
+        """Run one analyzer method; its findings go into `into` (by id, first one kept)."""
         try:
             produced = list(getattr(analyzer, method)(arg) or ())
             for item in produced:
@@ -67,7 +73,8 @@ class _Runner:
         except Exception as exc:  # noqa: BLE001 - contained: this call's findings are dropped, the run goes on
             self.error(analyzer.id, exc, where)
             return
-        self.findings.extend(produced)
+        for item in produced:  # a finding's id is a hash of its JSON: computed once per finding
+            into.setdefault(item.id, item)
 
     def summary_errors(self) -> list[str]:
         extra = [f"{aid}: {n - MAX_ERRORS_PER_ANALYZER} more errors not shown"
@@ -83,53 +90,100 @@ def flow_summary(flow: Flow) -> Flow:
     return replace(flow, payload=[bytearray(), bytearray()], chunks=[], derived={})
 
 
+FindingSink = Callable[[list[Finding]], None]
+
+
 def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None,
-                  release: bool = True) -> AnalysisResult:
+                  release: bool = True, sink: FindingSink | None = None) -> AnalysisResult:
     """Call every registered analyzer (or those in `only`) on each flow as it comes, then `finish` with all flows.
 
     `flows` may be a lazy iterator (`harness.observe.iter_flows`); it is consumed once. With `release` (the
     default) only a payload-free `flow_summary` of each flow is kept after its `on_flow` calls, so `finish`
-    sees summaries; `AnalysisResult.flows` holds them in the order they came.
+    sees summaries; `AnalysisResult.flows` holds them in the order they came. With a `sink`, each flow's
+    findings are handed to it as soon as the flow is done (then those of `finish`) and not kept, so memory
+    does not grow with the findings; without one they are collected in `AnalysisResult.findings`.
+    Finding ids are unique: within a block by construction, and across blocks because a finding's id
+    names its flow and a flow id given twice is analysed once.
     """
     runner = _Runner(knowledge, only)
-    seen: list[Flow] = []
+    result = AnalysisResult()
+    seen = result.flows
     analyzers = runner.analyzers
     call = runner.call
+    labels = _Labels(result.flow_labels)
+    emit = sink if sink is not None else result.findings.extend
+    ids: set[str] = set()
     for flow in flows:
+        if flow.id in ids:  # the observe tier never repeats an id; a caller might: analysed once
+            runner.errors.append(f"harness: flow {flow.id} given twice: analysed once")
+            continue
+        ids.add(flow.id)
+        block: dict[str, Finding] = {}
         for analyzer in analyzers:
-            call(analyzer, "on_flow", flow, f"flow {flow.id}")
+            call(analyzer, "on_flow", flow, f"flow {flow.id}", block)
         seen.append(flow_summary(flow) if release else flow)
+        labels.flow(flow.id)
+        if block:
+            ordered = sorted(block.values(), key=_within_flow)
+            labels.update(ordered)
+            result.counts.update(f.observable for f in ordered)
+            emit(ordered)
+    final: dict[str, Finding] = {}
     for analyzer in analyzers:
-        call(analyzer, "finish", seen, "finish")
+        call(analyzer, "finish", seen, "finish", final)
+    if final:
+        ordered = sorted(final.values(), key=_across_flows)
+        labels.update(ordered)
+        result.counts.update(f.observable for f in ordered)
+        emit(ordered)
+    result.errors = runner.summary_errors()
+    return result
 
-    unique: dict[str, Finding] = {}
-    for finding in runner.findings:  # a finding's id is a hash of its JSON: compute it once per finding
-        unique.setdefault(finding.id, finding)
-    findings = [f for _, f in sorted(unique.items(),
-                                     key=lambda kv: (kv[1].flow is not None, kv[1].flow or "", kv[1].analyzer,
-                                                     kv[1].kind, kv[0]))]
-    return AnalysisResult(findings, flow_labels(seen, findings), runner.summary_errors(), seen)
+
+def _within_flow(f: Finding) -> tuple:
+    return (f.analyzer, f.kind, f.id)
+
+
+def _across_flows(f: Finding) -> tuple:
+    return (f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id)
+
+
+class _Labels:
+    """Per flow: app (from "app" findings), payload_class and entropy (from "payload-class" findings);
+    where analyzers disagree, the most confident finding wins (the first one on a tie)."""
+
+    def __init__(self, labels: dict[str, dict]) -> None:
+        self.labels = labels
+        self.best: dict[tuple[str, str], float] = {}
+
+    def flow(self, flow_id: str) -> None:
+        self.labels.setdefault(flow_id, {"app": "unknown", "payload_class": None, "entropy": None})
+
+    def update(self, findings: Iterable[Finding]) -> None:
+        for f in findings:
+            if f.flow is None or f.kind not in ("app", "payload-class"):
+                continue
+            key = (f.flow, f.kind)
+            if key in self.best and self.best[key] >= f.confidence:
+                continue
+            self.best[key] = f.confidence
+            self.flow(f.flow)
+            row = self.labels[f.flow]
+            if f.kind == "app" and f.observable == "service":
+                row["app"] = str(f.value)
+            elif f.kind == "payload-class" and isinstance(f.value, dict):
+                row["payload_class"] = f.value.get("class")
+                row["entropy"] = f.value.get("entropy")
 
 
 def flow_labels(flows: Iterable[Flow], findings: Iterable[Finding]) -> dict[str, dict]:
-    """Per flow: app (from "app" findings), payload_class and entropy (from "payload-class" findings);
-    where analyzers disagree, the most confident finding wins."""
-    labels = {f.id: {"app": "unknown", "payload_class": None, "entropy": None} for f in flows}
-    best: dict[tuple[str, str], float] = {}
-    for f in findings:
-        if f.flow is None or f.kind not in ("app", "payload-class"):
-            continue
-        key = (f.flow, f.kind)
-        if key in best and best[key] >= f.confidence:
-            continue
-        best[key] = f.confidence
-        row = labels.setdefault(f.flow, {"app": "unknown", "payload_class": None, "entropy": None})
-        if f.kind == "app" and f.observable == "service":
-            row["app"] = str(f.value)
-        elif f.kind == "payload-class" and isinstance(f.value, dict):
-            row["payload_class"] = f.value.get("class")
-            row["entropy"] = f.value.get("entropy")
-    return labels
+    """Per flow: app, payload_class and entropy from its findings (see `_Labels`)."""
+    out: dict[str, dict] = {}
+    labels = _Labels(out)
+    for f in flows:
+        labels.flow(f.id)
+    labels.update(findings)
+    return out
 
 
 def findings_document(observation: Observation, result: AnalysisResult) -> dict:

@@ -58,33 +58,35 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from harness.pipeline import analyze_captures
-    from harness.reporting.atomic import write_atomic
+    import tempfile
 
     from harness.observe.progress import terminal_progress
+    from harness.pipeline import analyze_to_file
 
-    doc = analyze_captures(args.captures, args.keys, progress=terminal_progress(args.captures))
-    text = json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n"
-    if args.json:
-        write_atomic(args.json, text)
-    flows, findings = doc["flows"], doc["findings"]
-    print(f"{len(flows)} flows, {len(findings)} findings, skipped: "
-          + (", ".join(f"{k}={v}" for k, v in sorted(doc["skipped"].items())) or "none"))
-    if doc.get("anomalies"):
-        print("anomalies: " + ", ".join(f"{k}={v}" for k, v in doc["anomalies"].items()))
-    for note in doc.get("notes", []):
-        print(f"note: {note}")
-    by_obs: dict[str, int] = {}
-    for f in findings:
-        by_obs[f["observable"]] = by_obs.get(f["observable"], 0) + 1
-    for obs, n in sorted(by_obs.items()):
-        print(f"  {obs:10} {n} findings")
-    if getattr(args, "explain", None):
-        from harness.explain import explain_flow
+    keep = bool(args.json)
+    out_path = Path(args.json) if keep else Path(tempfile.mkdtemp(prefix="harness-")) / "findings.json"
+    try:
+        doc, counts = analyze_to_file(args.captures, args.keys, out_path, progress=terminal_progress(args.captures))
+        print(f"{len(doc['flows'])} flows, {sum(counts.values())} findings, skipped: "
+              + (", ".join(f"{k}={v}" for k, v in sorted(doc["skipped"].items())) or "none"))
+        if doc.get("anomalies"):
+            print("anomalies: " + ", ".join(f"{k}={v}" for k, v in doc["anomalies"].items()))
+        for note in doc.get("notes", []):
+            print(f"note: {note}")
+        for obs, n in sorted(counts.items()):
+            print(f"  {obs:10} {n} findings")
+        if getattr(args, "explain", None) or args.print_json:
+            text = out_path.read_text()
+            if getattr(args, "explain", None):
+                from harness.explain import explain_flow
 
-        print(explain_flow(doc, args.explain))
-    if args.print_json:
-        sys.stdout.write(text)
+                print(explain_flow(json.loads(text), args.explain))
+            if args.print_json:
+                sys.stdout.write(text)
+    finally:
+        if not keep:
+            out_path.unlink(missing_ok=True)
+            out_path.parent.rmdir()
     return 0
 
 

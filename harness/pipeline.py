@@ -6,9 +6,11 @@ read afterwards, by the scorer alone.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
-from harness.analysis import findings_document, run_analyzers
+from harness.analysis import AnalysisResult, findings_document, run_analyzers
+from harness.findings_file import FindingsFile, document_text
 from harness.keys import load_knowledge
 from harness.observe import Observer, fewer_gc_passes
 from harness.observe.model import Observation
@@ -18,21 +20,38 @@ from harness.scoring import score
 from harness.sim.simulate import simulate, write_outputs
 
 
-def analyze_captures(paths: list[str], keys_path: str | None = None, progress=None) -> dict:
-    """The adversary: captures and declared keys in, `harness.findings/1` document out.
-
-    Streams: each flow goes to the analyzers as soon as it finishes and its payload is dropped after, so
-    memory does not grow with the capture's bytes. `progress(done_bytes, total_bytes, records)`, if given,
-    is called now and then while reading (see `harness.observe.progress`).
-    """
+def _analyze(paths: list[str], keys_path: str | None, progress, sink) -> tuple[dict, AnalysisResult]:
     knowledge = load_knowledge(keys_path)
     observer = Observer([str(p) for p in paths], progress=progress)  # refuses a non-capture before any work
     with fewer_gc_passes():
-        result = run_analyzers(observer.flows(), knowledge)
+        result = run_analyzers(observer.flows(), knowledge, sink=sink)
     flows = sorted(result.flows, key=lambda f: f.first_seen)
     observation = Observation(captures=list(observer.paths), flows=flows, packets=observer.packets,
                               skipped=observer.skipped, notes=observer.notes)
-    return findings_document(observation, result)
+    return findings_document(observation, result), result
+
+
+def analyze_captures(paths: list[str], keys_path: str | None = None, progress=None) -> dict:
+    """The adversary: captures and declared keys in, `harness.findings/1` document out (held in memory).
+
+    Streams: each flow goes to the analyzers as soon as it finishes and its payload is dropped after, so
+    memory does not grow with the capture's bytes (the findings do: for a large capture use
+    `analyze_to_file`). `progress(done_bytes, total_bytes, records)`, if given, is called now and then
+    while reading (see `harness.observe.progress`).
+    """
+    return _analyze(paths, keys_path, progress, None)[0]
+
+
+def analyze_to_file(paths: list[str], keys_path: str | None, out_path: str | Path,
+                    progress=None) -> tuple[dict, Counter]:
+    """As `analyze_captures`, but findings stream to `out_path` as each flow finishes; memory holds one
+    small summary per flow, not the findings. Returns the document without its findings, and the count
+    of findings per observable. Nothing is left at `out_path` if the run fails."""
+    with FindingsFile(out_path) as sink:
+        doc, result = _analyze(paths, keys_path, progress, sink)
+        sink.finish(doc)
+    doc.pop("findings", None)
+    return doc, result.counts
 
 
 def run_scenario(scenario, captures_dir: str | Path = "captures", reports_dir: str | Path = "reports") -> dict:
@@ -40,8 +59,7 @@ def run_scenario(scenario, captures_dir: str | Path = "captures", reports_dir: s
     sim = simulate(scenario)
     paths = write_outputs(sim, captures_dir, scenario.name)
     findings = analyze_captures([str(paths["pcap"])], str(paths["keys"]))
-    write_atomic(Path(captures_dir) / f"{scenario.name}.findings.json",
-                 json.dumps(findings, indent=1, sort_keys=True, default=str) + "\n")
+    write_atomic(Path(captures_dir) / f"{scenario.name}.findings.json", document_text(findings))
     report = score(sim.truth, findings, scenario.policy)
     report["description"] = scenario.description
     if sim.costs:

@@ -74,15 +74,22 @@ def test_a_failing_finish_and_a_non_finding_are_contained(knowledge, flows):
     assert {f.analyzer for f in result.findings} == {"metadata.flows"}
 
 
-def test_findings_are_deduplicated_and_sorted(flows, knowledge):
+def test_findings_are_deduplicated_and_in_document_order(flows, knowledge):
     twice = run_analyzers(flows + [flows[0]], knowledge)
     once = run_analyzers(flows, knowledge)
     ids = [f.id for f in twice.findings]
     assert len(ids) == len(set(ids))
-    assert [f.id for f in once.findings if f.flow is not None] == [f.id for f in twice.findings if f.flow is not None]
-    keys = [(f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id) for f in once.findings]
+    assert [f.id for f in once.findings] == ids  # the repeated flow is analysed once
+    assert twice.errors == [f"harness: flow {flows[0].id} given twice: analysed once"]
+    # Each flow's on_flow findings form a block, in the order the flows came, sorted within the block;
+    # the findings of finish() follow, sorted with the cross-flow ones (no flow) first.
+    per_flow = [f for f in once.findings if f.flow is not None and f.analyzer == "payload.entropy"]
+    assert [f.flow for f in per_flow] == [fl.id for fl in flows if any(f.flow == fl.id for f in per_flow)]
+    block = [f for f in once.findings if f.flow == flows[0].id]
+    assert [(f.analyzer, f.kind, f.id) for f in block] == sorted((f.analyzer, f.kind, f.id) for f in block)
+    final = once.findings[once.findings.index(next(f for f in once.findings if f.flow is None)):]
+    keys = [(f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id) for f in final]
     assert keys == sorted(keys)
-    assert once.findings[0].flow is None  # the cross-flow findings (volume, flow graph) come first
 
 
 def test_only_selects_analyzers_and_rejects_unknown_ids(flows, knowledge):

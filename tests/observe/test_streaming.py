@@ -99,7 +99,34 @@ def test_the_streamed_document_is_the_one_reading_everything_first_gives(tmp_pat
     streamed = analyze_captures(paths)
     obs = observe(paths)
     whole = findings_document(obs, run_analyzers(obs.flows, Knowledge(), release=False))
+    # Findings come in blocks per flow, in the order flows finish (streamed) or were listed (whole).
+    by_id = lambda doc: sorted(doc.pop("findings"), key=lambda f: f["id"])  # noqa: E731
+    assert by_id(streamed) == by_id(whole)
     assert streamed == whole
+
+
+def test_the_findings_file_is_the_document_and_nothing_is_left_on_failure(tmp_path):
+    import json
+
+    import pytest
+
+    from harness.errors import HarnessError
+    from harness.pipeline import analyze_to_file
+
+    paths = [str(write_sequential_flows(tmp_path / "seq.pcap", flows=5, payload=3000))]
+    out = tmp_path / "out" / "findings.json"
+    doc, counts = analyze_to_file(paths, None, out)
+    written = json.loads(out.read_text())
+    assert written == analyze_captures(paths)
+    assert sum(counts.values()) == len(written["findings"]) > 0 and "findings" not in doc
+    assert [p.name for p in out.parent.iterdir()] == ["findings.json"]  # spool and temp file are gone
+    lines = out.read_text().splitlines()
+    assert sum(1 for line in lines if line.startswith('{"analyzer"')) == len(written["findings"])  # one per line
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all")
+    with pytest.raises(HarnessError):
+        analyze_to_file([str(bad)], None, tmp_path / "out2" / "findings.json")
+    assert not any((tmp_path / "out2").iterdir())
 
 
 def test_overlaps_and_gaps_reach_the_findings_document():

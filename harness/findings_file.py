@@ -1,0 +1,91 @@
+"""The findings document (schema harness.findings/1) as a file: written as a stream, one line per item.
+
+Each finding is encoded (compact, keys sorted) when its flow is done and appended to a spool file beside
+the destination, so neither the findings nor their JSON text are held in memory; `finish` writes the
+document around the spooled lines and renames it into place (nothing half-written is ever left at the
+destination). The same layout is used for a document held in memory (`document_text`): top-level keys
+sorted, each flow and each finding on its own line, so a reader can grep or stream it line by line.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO, Iterable
+
+from harness.analyzers import Finding
+
+
+def _line(item: dict) -> str:
+    return json.dumps(item, sort_keys=True, default=str)
+
+
+def _write_document(out: IO[str], doc: dict, findings_spool: IO[str] | None) -> None:
+    """`doc` without its findings; those come from `findings_spool` (already encoded) or doc["findings"]."""
+    out.write("{\n")
+    keys = sorted(set(doc) | {"findings"})
+    for i, key in enumerate(keys):
+        out.write(json.dumps(key) + ": ")
+        if key == "findings" and findings_spool is not None:
+            findings_spool.seek(0)
+            out.write("[")
+            while block := findings_spool.read(1 << 20):
+                out.write(block)
+            out.write("\n]")
+        elif key in ("findings", "flows"):
+            items = doc.get(key, [])
+            out.write("[" + ",".join("\n" + _line(item) for item in items) + ("\n]" if items else "]"))
+        else:
+            out.write(json.dumps(doc[key], sort_keys=True, default=str))
+        out.write(",\n" if i < len(keys) - 1 else "\n")
+    out.write("}\n")
+
+
+def document_text(doc: dict) -> str:
+    """A whole findings document, held in memory, as text in the file layout."""
+    import io
+
+    out = io.StringIO()
+    _write_document(out, doc, None)
+    return out.getvalue()
+
+
+class FindingsFile:
+    """A sink for `run_analyzers`: spools findings, then `finish(doc)` writes `path` atomically.
+
+    Use as a context manager: on an exception the spool and any partial file are removed.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool_path = self.path.with_name(f".{self.path.name}.findings{os.getpid()}")
+        self._tmp_path = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self._spool: IO[str] = open(self._spool_path, "w+", encoding="utf-8")
+        self.count = 0
+
+    def __call__(self, findings: Iterable[Finding]) -> None:
+        write = self._spool.write
+        for f in findings:
+            write(("," if self.count else "") + "\n" + _line(f.to_json()))
+            self.count += 1
+
+    def finish(self, doc: dict) -> Path:
+        """Write the document: `doc`'s other keys around the spooled findings; rename into place."""
+        self._spool.flush()
+        with open(self._tmp_path, "w", encoding="utf-8") as out:
+            _write_document(out, {k: v for k, v in doc.items() if k != "findings"}, self._spool)
+        os.replace(self._tmp_path, self.path)
+        return self.path
+
+    def close(self) -> None:
+        self._spool.close()
+        for p in (self._spool_path, self._tmp_path):
+            if p.exists():
+                p.unlink()
+
+    def __enter__(self) -> "FindingsFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -34,6 +34,7 @@ class AnalysisResult:
     errors: list[str] = field(default_factory=list)  # "analyzer-id: ExcType: message"
     flows: list[Flow] = field(default_factory=list)  # every flow analysed, in the order it came (maybe released)
     counts: Counter = field(default_factory=Counter)  # observable -> findings
+    label_candidates: dict = field(default_factory=dict)  # (flow id, kind) -> the winning label finding (_Labels)
 
 
 def _error_text(analyzer_id: str, exc: BaseException, where: str) -> str:
@@ -90,7 +91,7 @@ def flow_summary(flow: Flow) -> Flow:
     return replace(flow, payload=[bytearray(), bytearray()], chunks=[], derived={})
 
 
-FindingSink = Callable[[list[Finding]], None]
+FindingSink = Callable[[list[Finding], "str | None"], None]  # (a block of findings, its flow id or None: finish)
 
 
 def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None,
@@ -111,7 +112,7 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
     analyzers = runner.analyzers
     call = runner.call
     labels = _Labels(result.flow_labels)
-    emit = sink if sink is not None else result.findings.extend
+    emit = sink if sink is not None else (lambda block, _flow_id: result.findings.extend(block))
     ids: set[str] = set()
     for flow in flows:
         if flow.id in ids:  # the observe tier never repeats an id; a caller might: analysed once
@@ -127,15 +128,16 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
             ordered = sorted(block.values(), key=_within_flow)
             labels.update(ordered)
             result.counts.update(f.observable for f in ordered)
-            emit(ordered)
+            emit(ordered, flow.id)
     final: dict[str, Finding] = {}
     for analyzer in analyzers:
         call(analyzer, "finish", seen, "finish", final)
     if final:
         ordered = sorted(final.values(), key=_across_flows)
-        labels.update(ordered)
+        labels.update(ordered, block=1)
         result.counts.update(f.observable for f in ordered)
-        emit(ordered)
+        emit(ordered, None)
+    result.label_candidates = labels.best
     result.errors = runner.summary_errors()
     return result
 
@@ -149,31 +151,43 @@ def _across_flows(f: Finding) -> tuple:
 
 
 class _Labels:
-    """Per flow: app (from "app" findings), payload_class and entropy (from "payload-class" findings);
-    where analyzers disagree, the most confident finding wins (the first one on a tie)."""
+    """Per flow: app (from "app" findings), payload_class and entropy (from "payload-class" findings).
+
+    Where analyzers disagree the most confident finding wins; on a tie, the first in document order (its
+    block, then analyzer, kind, id). Candidates from several processes merge by the same rule (`merge`).
+    """
 
     def __init__(self, labels: dict[str, dict]) -> None:
         self.labels = labels
-        self.best: dict[tuple[str, str], float] = {}
+        self.best: dict[tuple[str, str], tuple[float, tuple, object]] = {}
 
     def flow(self, flow_id: str) -> None:
         self.labels.setdefault(flow_id, {"app": "unknown", "payload_class": None, "entropy": None})
 
-    def update(self, findings: Iterable[Finding]) -> None:
+    def update(self, findings: Iterable[Finding], block: int = 0) -> None:
+        """`block`: 0 for a flow's on_flow findings, 1 for those of finish (they come later in the document)."""
         for f in findings:
             if f.flow is None or f.kind not in ("app", "payload-class"):
                 continue
-            key = (f.flow, f.kind)
-            if key in self.best and self.best[key] >= f.confidence:
-                continue
-            self.best[key] = f.confidence
-            self.flow(f.flow)
-            row = self.labels[f.flow]
-            if f.kind == "app" and f.observable == "service":
-                row["app"] = str(f.value)
-            elif f.kind == "payload-class" and isinstance(f.value, dict):
-                row["payload_class"] = f.value.get("class")
-                row["entropy"] = f.value.get("entropy")
+            self.offer((f.flow, f.kind), (f.confidence, (block, f.analyzer, f.kind, f.id), f.value))
+
+    def offer(self, key: tuple[str, str], candidate: tuple[float, tuple, object]) -> None:
+        held = self.best.get(key)
+        if held is not None and (held[0] > candidate[0] or (held[0] == candidate[0] and held[1] <= candidate[1])):
+            return
+        self.best[key] = candidate
+        flow_id, kind = key
+        self.flow(flow_id)
+        row, value = self.labels[flow_id], candidate[2]
+        if kind == "app":
+            row["app"] = str(value)
+        elif isinstance(value, dict):
+            row["payload_class"] = value.get("class")
+            row["entropy"] = value.get("entropy")
+
+    def merge(self, other: dict[tuple[str, str], tuple[float, tuple, object]]) -> None:
+        for key, candidate in other.items():
+            self.offer(key, candidate)
 
 
 def flow_labels(flows: Iterable[Flow], findings: Iterable[Finding]) -> dict[str, dict]:

@@ -17,6 +17,16 @@ class _Parser(argparse.ArgumentParser):
         raise HarnessError(f"{self.prog}: {message} (try --help)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _scenario_paths(names: list[str]) -> list[Path]:
     from harness.scenario.load import find_scenarios
 
@@ -61,12 +71,14 @@ def cmd_analyze(args) -> int:
     import tempfile
 
     from harness.observe.progress import terminal_progress
-    from harness.pipeline import analyze_to_file
+    from harness.pipeline import analyze_to_file, default_jobs
 
     keep = bool(args.json)
     out_path = Path(args.json) if keep else Path(tempfile.mkdtemp(prefix="harness-")) / "findings.json"
     try:
-        doc, counts = analyze_to_file(args.captures, args.keys, out_path, progress=terminal_progress(args.captures))
+        jobs = args.jobs if args.jobs is not None else default_jobs(args.captures)
+        doc, counts = analyze_to_file(args.captures, args.keys, out_path, progress=terminal_progress(args.captures),
+                                      jobs=jobs)
         print(f"{len(doc['flows'])} flows, {sum(counts.values())} findings, skipped: "
               + (", ".join(f"{k}={v}" for k, v in sorted(doc["skipped"].items())) or "none"))
         if doc.get("anomalies"):
@@ -154,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--print-json", action="store_true", help="print the findings document to stdout")
     s.add_argument("--explain", metavar="FLOW", help="print every finding about one flow (its id, or part of it) "
                    "with its evidence")
+    s.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
+                   help="processes to split the analyzers over (default: 1 below 16 MB of capture, else one per "
+                        "core up to 4); the findings document is the same for any N")
     s.set_defaults(func=cmd_analyze)
     s = sub.add_parser("attack", help="simulate, analyze and score scenarios; print the verdict table")
     s.add_argument("names", nargs="*", help="scenario names or .toml paths (default: all)")

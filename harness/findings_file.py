@@ -16,8 +16,8 @@ from typing import IO, Iterable
 from harness.analyzers import Finding
 
 
-def _line(item: dict) -> str:
-    return json.dumps(item, sort_keys=True, default=str)
+_LINE_JSON = json.JSONEncoder(sort_keys=True, default=str)  # reused: json.dumps(**kw) builds one per call
+_line = _LINE_JSON.encode
 
 
 def _write_document(out: IO[str], doc: dict, findings_spool: IO[str] | None) -> None:
@@ -64,10 +64,14 @@ class FindingsFile:
         self._spool: IO[str] = open(self._spool_path, "w+", encoding="utf-8")
         self.count = 0
 
-    def __call__(self, findings: Iterable[Finding]) -> None:
+    def __call__(self, findings: Iterable[Finding], flow_id: str | None = None) -> None:
+        self.lines(_line(f.to_json()) for f in findings)
+
+    def lines(self, encoded: Iterable[str]) -> None:
+        """Append findings already encoded as JSON (one object per string)."""
         write = self._spool.write
-        for f in findings:
-            write(("," if self.count else "") + "\n" + _line(f.to_json()))
+        for text in encoded:
+            write(("," if self.count else "") + "\n" + text)
             self.count += 1
 
     def finish(self, doc: dict) -> Path:

@@ -13,6 +13,9 @@ from functools import cached_property
 from typing import Any, ClassVar, Iterable, Sequence
 
 from harness.observables import OBSERVABLES
+
+# One encoder for every finding id: json.dumps with keyword arguments builds a new encoder per call.
+_ID_JSON = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
 from harness.observe.model import Flow
 
 
@@ -65,8 +68,8 @@ class Finding:
 
     @cached_property
     def id(self) -> str:
-        ident = json.dumps([self.analyzer, self.observable, self.kind, self.flow, self.value],
-                           sort_keys=True, default=str, separators=(",", ":"))
+        """sha256 of the compact, key-sorted JSON of [analyzer, observable, kind, flow, value], 16 hex digits."""
+        ident = _ID_JSON.encode([self.analyzer, self.observable, self.kind, self.flow, self.value])
         return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:

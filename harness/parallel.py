@@ -1,0 +1,145 @@
+"""`harness analyze` on several cores: the analyzers split into groups, one process per group.
+
+No analyzer's state crosses a process: each analyzer sees every flow, in one process, exactly as it would
+alone, so cross-flow work (relay correlation, keystream reuse across flows, per-client volume) is
+unchanged. Every process reads the captures itself: the observe tier is a small share of the work and
+gives the same flows, in the same order, in each. A process spools its findings one per line behind their
+sort key and records its blocks (one per flow, then finish's); the parent merges the spools block by
+block into the order one process gives, so the document is the same byte for byte whatever `jobs` is.
+Groups are balanced by each analyzer's `cost` (relative per-flow cost, measured by
+`python -m bench.capture_throughput --per-analyzer`).
+"""
+from __future__ import annotations
+
+import heapq
+import multiprocessing
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.analysis import AnalysisResult, _Labels, run_analyzers
+from harness.analyzers import Finding, registry
+from harness.findings_file import _line
+
+_SEP = "\x1f"  # between the sort key fields and the JSON on a spooled line (never in ids, kinds or flow ids)
+
+
+def analyzer_groups(jobs: int, only: list[str] | None = None) -> list[list[str]]:
+    """At most `jobs` groups of analyzer ids, balanced by `cost` (largest first onto the lightest group)."""
+    available = registry()
+    ids = [a for a in available if only is None or a in only]
+    groups: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(ids))))]
+    loads = [0.0] * len(groups)
+    for aid in sorted(ids, key=lambda a: (-float(getattr(available[a], "cost", 1.0)), a)):
+        i = loads.index(min(loads))
+        groups[i].append(aid)
+        loads[i] += float(getattr(available[aid], "cost", 1.0))
+    return [sorted(g) for g in groups if g]
+
+
+class _KeyedSpool:
+    """A worker's sink: each finding as `key<US>json` on its own line; the blocks as (flow id, lines)."""
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "w", encoding="utf-8")
+        self.blocks: list[tuple[str | None, int]] = []
+
+    def __call__(self, findings: list[Finding], flow_id: str | None) -> None:
+        finish = flow_id is None
+        write = self.file.write
+        for f in findings:
+            key = (("1" if f.flow is not None else "0") + _SEP + (f.flow or "") + _SEP) if finish else ""
+            write(key + f.analyzer + _SEP + f.kind + _SEP + f.id + _SEP + _line(f.to_json()) + "\n")
+        self.blocks.append((flow_id, len(findings)))
+
+
+@dataclass
+class _WorkerResult:
+    blocks: list[tuple[str | None, int]]
+    label_candidates: dict
+    errors: list[str]
+    counts: Counter
+    flows: list = field(default_factory=list)  # flow summaries: from the first worker only
+    packets: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+def _work(paths: list[str], keys_path: str | None, group: list[str], spool: str, first: bool,
+          progress: bool) -> _WorkerResult:
+    from harness.keys import load_knowledge
+    from harness.observe import Observer, fewer_gc_passes
+    from harness.observe.progress import terminal_progress
+
+    knowledge = load_knowledge(keys_path)
+    observer = Observer(paths, progress=terminal_progress(paths) if progress else None)
+    sink = _KeyedSpool(spool)
+    try:
+        with fewer_gc_passes():
+            result = run_analyzers(observer.flows(), knowledge, only=group, sink=sink)
+    finally:
+        sink.file.close()
+    return _WorkerResult(sink.blocks, result.label_candidates, result.errors, result.counts,
+                         result.flows if first else [], observer.packets, observer.skipped, observer.notes,
+                         list(observer.paths))
+
+
+def _merge_blocks(spools: list[str], results: list[_WorkerResult], out) -> None:
+    """Write every worker's findings to `out.lines` in single-process order: per flow block, then finish."""
+    files = [open(p, encoding="utf-8") for p in spools]
+    try:
+        cursors = [0] * len(results)
+        order = [f.id for f in results[0].flows] + [None]
+        for flow_id in order:
+            parts = []
+            for w, res in enumerate(results):
+                at = cursors[w]
+                if at < len(res.blocks) and res.blocks[at][0] == flow_id:
+                    n = res.blocks[at][1]
+                    cursors[w] = at + 1
+                    parts.append([files[w].readline() for _ in range(n)])
+            if not parts:
+                continue
+            lines = parts[0] if len(parts) == 1 else heapq.merge(*parts, key=lambda s: s.rsplit(_SEP, 1)[0])
+            out.lines(line.rsplit(_SEP, 1)[1].rstrip("\n") for line in lines)
+    finally:
+        for f in files:
+            f.close()
+
+
+def run_parallel(paths: list[str], keys_path: str | None, jobs: int, sink, progress: bool = False,
+                 only: list[str] | None = None) -> tuple[AnalysisResult, dict]:
+    """Analyze `paths` with the analyzers split over `jobs` processes; findings go to `sink.lines`.
+
+    Returns the merged AnalysisResult (flows, labels, errors, counts; no findings) and what the observe tier
+    reported (packets, skipped, notes, paths) for the document.
+    """
+    groups = analyzer_groups(jobs, only)
+    folder = tempfile.mkdtemp(prefix="harness-jobs-")
+    spools = [os.path.join(folder, f"group{i}.spool") for i in range(len(groups))]
+    try:
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
+                                              else "spawn")
+        with context.Pool(len(groups)) as pool:
+            pending = [pool.apply_async(_work, (paths, keys_path, g, spools[i], i == 0, progress and i == 0))
+                       for i, g in enumerate(groups)]
+            results = [p.get() for p in pending]
+        _merge_blocks(spools, results, sink)
+    finally:
+        for p in spools:
+            Path(p).unlink(missing_ok=True)
+        os.rmdir(folder)
+    merged = AnalysisResult(flows=results[0].flows)
+    labels = _Labels(merged.flow_labels)
+    for f in merged.flows:
+        labels.flow(f.id)
+    for res in results:
+        labels.merge(res.label_candidates)
+        merged.counts.update(res.counts)
+    merged.errors = [e for res in results for e in res.errors if not e.startswith("harness: ")]
+    merged.errors += [e for e in results[0].errors if e.startswith("harness: ")]
+    first = results[0]
+    return merged, {"packets": first.packets, "skipped": first.skipped, "notes": first.notes, "paths": first.paths}

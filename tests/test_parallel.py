@@ -1,0 +1,66 @@
+"""`harness analyze --jobs N`: the analyzers split over processes give the same document, byte for byte."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.analyzers import registry
+from harness.errors import HarnessError
+from harness.parallel import analyzer_groups
+from harness.pipeline import analyze_to_file
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / ".." / "shared" / "corpus" / "real"
+
+
+@pytest.fixture(scope="module")
+def bes_relay(tmp_path_factory):
+    from harness.scenario.load import load_scenario
+    from harness.sim.simulate import simulate, write_outputs
+
+    out = tmp_path_factory.mktemp("cap")
+    paths = write_outputs(simulate(load_scenario(ROOT / "scenarios" / "bes-relay.toml")), out, "bes-relay")
+    return [str(paths["pcap"])], str(paths["keys"])
+
+
+def _document(tmp_path, paths, keys, jobs):
+    out = tmp_path / f"jobs{jobs}.json"
+    doc, counts = analyze_to_file(paths, keys, out, jobs=jobs)
+    return out.read_bytes(), doc, counts
+
+
+def test_any_number_of_jobs_writes_the_same_document(tmp_path, bes_relay):
+    paths, keys = bes_relay
+    one, doc1, counts1 = _document(tmp_path, paths, keys, 1)
+    for jobs in (2, 3, 9):
+        text, doc, counts = _document(tmp_path, paths, keys, jobs)
+        assert text == one, f"jobs={jobs}"
+        assert doc == doc1 and counts == counts1
+    assert b'"analyzer": "metadata.relay-correlation"' in one  # cross-flow findings made it through the merge
+    assert not list(tmp_path.glob(".*"))  # spools and temp files are gone
+
+
+@pytest.mark.skipif(not (CORPUS / "ndpi__telegram.pcap").is_file(), reason="corpus not present")
+def test_same_document_on_a_real_capture(tmp_path):
+    paths = [str(CORPUS / "ndpi__telegram.pcap"), str(CORPUS / "zeek__smtp.pcap")]
+    assert _document(tmp_path, paths, None, 1)[0] == _document(tmp_path, paths, None, 2)[0]
+
+
+def test_groups_cover_every_analyzer_once_and_balance_cost():
+    ids = set(registry())
+    for jobs in (1, 2, 3, 4, 50):
+        groups = analyzer_groups(jobs)
+        flat = [a for g in groups for a in g]
+        assert sorted(flat) == sorted(ids) and len(groups) == min(jobs, len(ids))
+    cost = {a: float(getattr(cls, "cost", 1.0)) for a, cls in registry().items()}
+    loads = [sum(cost[a] for a in g) for g in analyzer_groups(2)]
+    assert max(loads) - min(loads) <= max(cost.values())  # greedy: within one analyzer's cost
+
+
+def test_a_file_that_is_not_a_capture_fails_before_any_process_starts(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a capture")
+    with pytest.raises(HarnessError, match="not a capture"):
+        analyze_to_file([str(bad)], None, tmp_path / "out" / "f.json", jobs=2)
+    assert not (tmp_path / "out" / "f.json").exists()

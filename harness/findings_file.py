@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from harness.analyzers import Finding
+from harness.analyzers.interface import json_encoder
 
 
-_LINE_JSON = json.JSONEncoder(sort_keys=True, default=str)  # reused: json.dumps(**kw) builds one per call
-_line = _LINE_JSON.encode
+_line = json_encoder((", ", ": "))  # the text json.dumps(item, sort_keys=True, default=str) gives
 
 
 def _write_document(out: IO[str], doc: dict, findings_spool: IO[str] | None) -> None:

@@ -60,6 +60,34 @@ def document_matches(payload: int, catalogue: dict[str, int]) -> list[str]:
     return sorted(out)
 
 
+def online_periods(times: list[float]) -> list[tuple[float, float]]:
+    """(first, last) of each run of `times` (any order) whose sorted neighbours are <= ONLINE_GAP apart."""
+    times = sorted(times)
+    periods, start, prev = [], times[0], times[0]
+    for t in times[1:]:
+        if t - prev > ONLINE_GAP:
+            periods.append((start, prev))
+            start = t
+        prev = t
+    periods.append((start, prev))
+    return periods
+
+
+def merge_periods(periods: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The online periods of the union of the times behind `periods` (each from `online_periods` of one
+    flow): the same as `online_periods` of all the times at once. A gap over ONLINE_GAP between two
+    consecutive times lies inside no flow's period (that flow would have been split there), so merging
+    periods that overlap or lie <= ONLINE_GAP apart rebuilds exactly the runs; only the periods are kept
+    per flow, not every packet time, so memory follows flows, not packets."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(periods):
+        if out and a - out[-1][1] <= ONLINE_GAP:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 @register
 class Activity(Analyzer):
     """Online periods, received volume, size classes and known-document fingerprints per device."""
@@ -77,12 +105,11 @@ class Activity(Analyzer):
                 self.catalogue[grant.name] = int(grant.material.decode())
             except ValueError:
                 continue
-        self._seen: dict[str, list[float]] = defaultdict(list)
+        self._seen: dict[str, list[tuple[float, float]]] = defaultdict(list)  # device -> per-flow periods
         self._received: dict[str, int] = defaultdict(int)
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
-        times = self._seen[flow.src_ip]
-        times += [flow.first_seen, flow.last_seen] + [c.time for c in flow.chunks]
+        self._seen[flow.src_ip] += online_periods([flow.first_seen, flow.last_seen] + [c.time for c in flow.chunks])
         out = []
         clock = views.clock(flow)
         for burst in views.messages(flow):
@@ -104,16 +131,7 @@ class Activity(Analyzer):
     def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
         out = []
         for device in sorted(self._seen):
-            times = sorted(self._seen[device])
-            start = prev = times[0]
-            periods = []
-            for t in times[1:]:
-                if t - prev > ONLINE_GAP:
-                    periods.append((start, prev))
-                    start = t
-                prev = t
-            periods.append((start, prev))
-            for a, b in periods:
+            for a, b in merge_periods(self._seen[device]):
                 out.append(Finding(ID, "timing", "online-period", None,
                                    {"device": device, "start": round(a, 3), "end": round(b, 3)},
                                    {"rule": f"silence>{ONLINE_GAP:g}s", "first_seen": round(a, 6),

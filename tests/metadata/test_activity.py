@@ -1,6 +1,8 @@
 """metadata.activity: online periods, size classes, received volume, known-document fingerprints."""
 from __future__ import annotations
 
+from hypothesis import given, strategies as st
+
 from harness.analyzers import KeyGrant, Knowledge
 from harness.analyzers.activity import ID, base64_size, document_matches, size_class
 from tests.analyzers.conftest import C, S, make_flow, run
@@ -44,3 +46,12 @@ def test_direct_flows_between_peers_are_contacts_servers_are_not():
     found = run("metadata.flows", peer, back, server)
     pairs = {(f.value["sender"], f.value["recipient"]) for f in found if f.kind == "direct-flow"}
     assert pairs == {("10.1.0.7", "10.1.0.8")}  # 10.1.0.9 and the mail server never open flows
+
+
+@given(st.lists(st.lists(st.floats(0, 5000, allow_nan=False), min_size=1, max_size=12), min_size=1, max_size=8))
+def test_online_periods_merged_per_flow_equal_those_of_all_times(flows_times):
+    """metadata.activity keeps each flow's periods, not its packet times; merging them loses nothing."""
+    from harness.analyzers.activity import merge_periods, online_periods
+
+    per_flow = [p for times in flows_times for p in online_periods(times)]
+    assert merge_periods(per_flow) == online_periods([t for times in flows_times for t in times])

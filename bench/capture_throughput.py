@@ -5,9 +5,11 @@
     python -m bench.capture_throughput --per-analyzer FILE  (seconds spent in each analyzer)
 
 For each size the mixed capture (bench/mixed_capture.py, cached under bench/out/) is read by
-`harness analyze` with the full analyzer set, by the observe tier alone, by `tshark -q -z conv,tcp`, and by
-tshark printing per-packet fields. Each runs as a child process; wall time, CPU time and peak memory (the
-child's maximum RSS), all from `os.wait4`, are printed with packets per second and the ratio to tshark conv.
+`harness analyze` with the full analyzer set (in one process, and with the number of processes it
+picks by itself on this machine), by the observe tier alone, by `tshark -q -z conv,tcp`, and by
+tshark printing per-packet fields. Each runs as a child process; wall time, CPU time (from `os.wait4`:
+all of the child's processes) and peak memory (resident memory summed over the child's process tree,
+sampled) are printed with packets per second and the ratio to tshark conv.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -24,21 +27,69 @@ TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dst
                  "tcp.len", "frame.len"]
 
 
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (from /proc; Linux)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e6
+
+
 def _child(cmd: list[str]) -> tuple[float, float, float, int]:
-    """Run `cmd` as a child: (wall s, CPU s (user + system), peak RSS MB, exit code), from wait4's rusage."""
+    """Run `cmd` as a child: (wall s, CPU s (user + system, its processes included), peak memory MB, exit code).
+
+    Peak memory is the largest sum of resident memory over the child and all its processes, sampled every
+    20 ms (a process tree: `harness analyze -j N` runs N workers), and never less than the largest single
+    process's maximum RSS from wait4."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.02):
+            peak = max(peak, _rss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    stop.set()
+    sampler.join()
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
+    return wall, usage.ru_utime + usage.ru_stime, max(peak, usage.ru_maxrss / 1024), proc.returncode
 
 
 def _commands(path: str) -> list[tuple[str, list[str]]]:
+    from harness.pipeline import default_jobs
+
     py = sys.executable
-    harness = [py, "-m", "harness", "analyze", path, "--json", os.path.join(os.path.dirname(path), "findings.json")]
-    out = [("harness analyze (all analyzers)", harness),
-           ("harness observe tier only", [py, "-m", "bench.capture_throughput", "--observe-only", path])]
+    out_json = os.path.join(os.path.dirname(path), "findings.json")
+    harness = [py, "-m", "harness", "analyze", path, "--json", out_json]
+    out = [("harness analyze -j 1 (all analyzers)", harness + ["-j", "1"])]
+    jobs = default_jobs([path])
+    if jobs > 1:
+        out.append((f"harness analyze -j {jobs} (default here)", harness + ["-j", str(jobs)]))
+    out.append(("harness observe tier only", [py, "-m", "bench.capture_throughput", "--observe-only", path]))
     if shutil.which("tshark"):
         out += [("tshark -q -z conv,tcp", ["tshark", "-n", "-r", path, "-q", "-z", "conv,tcp"]),
                 ("tshark -T fields (per packet)",
@@ -49,7 +100,7 @@ def _commands(path: str) -> list[tuple[str, list[str]]]:
 def table(sizes: list[int], skip: frozenset[str] = frozenset()) -> str:
     """Markdown rows per size and tool. CPU time is printed beside wall time: on a shared machine the wall
     clock also counts other jobs, CPU time does not; the ratio is tshark conv's time over the tool's, both ways."""
-    rows = ["| packets | MB | tool | wall s | CPU s | packets/s (CPU) | vs tshark conv (wall / CPU) | peak RSS MB |",
+    rows = ["| packets | MB | tool | wall s | CPU s | packets/s (wall) | vs tshark conv (wall / CPU) | peak memory MB |",
             "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for n in sizes:
         path = cached(n)
@@ -66,7 +117,7 @@ def table(sizes: list[int], skip: frozenset[str] = frozenset()) -> str:
         for name, wall, cpu, peak, rc in results:
             ratio = f"{conv[0] / wall:.2f}x / {conv[1] / cpu:.2f}x" if conv else "-"
             note = "" if rc == 0 else f" (exit {rc})"
-            rows.append(f"| {n:,} | {mb:.0f} | {name}{note} | {wall:.1f} | {cpu:.1f} | {n / cpu:,.0f} | {ratio} "
+            rows.append(f"| {n:,} | {mb:.0f} | {name}{note} | {wall:.1f} | {cpu:.1f} | {n / wall:,.0f} | {ratio} "
                         f"| {peak:.0f} |")
     return "\n".join(rows)
 

@@ -53,7 +53,7 @@ def test_groups_cover_every_analyzer_once_and_balance_cost():
         groups = analyzer_groups(jobs)
         flat = [a for g in groups for a in g]
         assert sorted(flat) == sorted(ids) and len(groups) == min(jobs, len(ids))
-    cost = {a: float(getattr(cls, "cost", 1.0)) for a, cls in registry().items()}
+    cost = {a: float(cls.cost) for a, cls in registry().items()}
     loads = [sum(cost[a] for a in g) for g in analyzer_groups(2)]
     assert max(loads) - min(loads) <= max(cost.values())  # greedy: within one analyzer's cost
 

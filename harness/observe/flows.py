@@ -55,11 +55,12 @@ class _Stream:
 class _Conn:
     """A flow in the table, with its TCP state."""
 
-    __slots__ = ("flow", "keys", "streams", "closed_at", "fin", "done")
+    __slots__ = ("flow", "keys", "streams", "closed_at", "fin", "done", "wire_keys")
 
     def __init__(self, flow: Flow, keys: tuple[tuple, tuple]) -> None:
         self.flow = flow
         self.keys = keys
+        self.wire_keys: list[bytes] = []  # its keys in `FlowTable.by_wire_key` (at most one per direction)
         self.streams = (_Stream(), _Stream())
         self.closed_at: float | None = None
         self.fin = False
@@ -97,6 +98,10 @@ class FlowTable:
         self.finished: list[Flow] = []
         self.now = float("-inf")  # latest packet time seen
         self._table: dict[tuple, tuple[_Conn, int]] = {}  # (proto, src, sport, dst, dport) -> (conn, direction)
+        # The same entries for open TCP/IPv4 flows keyed by the 12 header bytes src ip, dst ip, sport, dport as
+        # they stand in the frame, for the fast path (harness.observe.fastpath): filled by `remember_wire_key`,
+        # emptied by `_finish`, so a key found here always names an open flow and the direction `_table` gives.
+        self.by_wire_key: dict[bytes, tuple[_Conn, int]] = {}
         self._uses: dict[str, int] = {}  # flow id -> times used, for the "#2" suffixes
         self._closing: deque[tuple[float, _Conn]] = deque()
         self._next_sweep = float("-inf")
@@ -170,6 +175,13 @@ class FlowTable:
             if o.fin_end is not None or o.pending:
                 self._ack(conn, 1 - d, o, ack)
 
+    def remember_wire_key(self, wire_key: bytes, key: tuple) -> None:
+        """Index the open flow at `key` (proto, src, sport, dst, dport) also by its frame bytes `wire_key`."""
+        hit = self._table.get(key)
+        if hit is not None and not hit[0].done and wire_key not in self.by_wire_key:
+            self.by_wire_key[wire_key] = hit
+            hit[0].wire_keys.append(wire_key)
+
     def close(self) -> None:
         """End of input: finish every open flow."""
         for conn, d in list(self._table.values()):
@@ -218,6 +230,8 @@ class FlowTable:
             hit = self._table.get(key)
             if hit is not None and hit[0] is conn:
                 del self._table[key]
+        for key in conn.wire_keys:
+            del self.by_wire_key[key]
         self.active -= 1
         self.finished.append(f)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Iterator
 
-from harness.observe.decode import ACK, TCP, UDP, Decoder, Packet
+from harness.observe.decode import ACK, SYN, TCP, UDP, Decoder, Packet
 from harness.observe.flows import MAX_CHUNKS, FlowTable
 from harness.observe.model import STREAM_CAP, Chunk, Flow
 from harness.observe.progress import Progress
@@ -24,9 +24,8 @@ from harness.wire.capture_reader import MAX_RECORD, CaptureReader, MappedPcap, R
 # flags/fragment offset, protocol; then the first 14 bytes of the transport header: ports, sequence and
 # acknowledgement numbers, data offset, flags (for UDP, "seq" holds its length and checksum).
 _FRAME = struct.Struct("!12xHBxH2xHxB10xHHIIBB")
-_ETH_IPV4 = 0x0800
-_PLAIN_IPV4 = 0x45  # version 4, 20-byte header (no options)
 _M = 0xFFFFFFFF
+_HALF = 0x80000000
 _FIN_SYN_RST = 0x07
 
 
@@ -72,8 +71,8 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
             if ether and incl >= 48:
                 etype, vihl, iplen, frag, proto, sport, dport, seq, ack, doff, flags = frame(buf, start)
                 # The decoder's checks that would skip the frame or note an anomaly, all known to pass:
-                # IPv4, no options, not a fragment, total length at least a header and all of it captured.
-                if etype == _ETH_IPV4 and vihl == _PLAIN_IPV4 and not frag & 0x3FFF and 20 <= iplen <= incl - 14:
+                # IPv4 (0x0800), no options (0x45), not a fragment, total length at least a header and all of it captured.
+                if etype == 0x0800 and vihl == 0x45 and not frag & 0x3FFF and 20 <= iplen <= incl - 14:
                     if proto == TCP and iplen >= 40:
                         doff = (doff >> 4) * 4
                         if 20 <= doff <= iplen - 20:
@@ -86,41 +85,47 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
                                     table._sweep(t)
                             wire_key = buf[start + 26:start + 38]  # source and destination address and port
                             hit = by_wire_key.get(wire_key)
-                            if hit is not None and not flags & _FIN_SYN_RST:
-                                conn, d = hit
-                                f = conn.flow
-                                s = conn.streams[d]
-                                # FlowTable.add's common case: not idle, and no data or data at the next
-                                # expected stream position with nothing buffered out of order.
-                                if t - f.last_seen <= idle and (not paylen or (
-                                        s.base is not None and not s.pending and not (seq - s.base - s.next) & _M)):
-                                    f.packets[d] += 1
-                                    f.bytes[d] += orig
-                                    if t > f.last_seen:
+                            if hit is not None:
+                                conn, d, f, s, o, packets, nbytes, payload_bytes, chunks, stream = hit
+                                last = f.last_seen
+                                # What FlowTable.add does with a packet of an open flow that is neither idle
+                                # nor a SYN starting a new connection on the same ports (those go to `add`).
+                                if t - last <= idle and not (flags & SYN and table._reused(conn, d, flags, seq)):
+                                    packets[d] += 1
+                                    nbytes[d] += orig
+                                    if t > last:
                                         f.last_seen = t
                                     elif t < f.first_seen:
                                         f.first_seen = t
-                                    if paylen:
-                                        off = f.payload_bytes[d]
-                                        chunks = f.chunks
-                                        if len(chunks) < MAX_CHUNKS:
-                                            chunks.append(Chunk(t, d, off, paylen))
-                                        else:
-                                            f.anomalies["chunks-dropped"] += 1
-                                        f.payload_bytes[d] = off + paylen
-                                        stream = f.payload[d]
+                                    if flags & _FIN_SYN_RST:
                                         at = start + 34 + doff
-                                        if len(stream) + paylen <= STREAM_CAP:
-                                            stream += buf[at:at + paylen]
-                                        else:
-                                            room = STREAM_CAP - len(stream)
-                                            if room > 0:
-                                                stream += buf[at:at + room]
-                                            f.truncated[d] = True
-                                        s.next += paylen
-                                    if flags & ACK:
-                                        o = conn.streams[1 - d]
-                                        if o.fin_end is not None or o.pending:
+                                        table._tcp_control(conn, d, s, t, flags, seq, ack, buf[at:at + paylen], paylen)
+                                    else:
+                                        if paylen:
+                                            base = s.base
+                                            if base is None:  # flow seen from mid-stream: the stream starts here
+                                                base = s.base = seq
+                                            nxt = s.next
+                                            at = start + 34 + doff
+                                            if not (seq - base - nxt) & _M and not s.pending:  # in order: inline
+                                                off = payload_bytes[d]
+                                                if len(chunks) < MAX_CHUNKS:
+                                                    chunks.append(Chunk(t, d, off, paylen))
+                                                else:
+                                                    f.anomalies["chunks-dropped"] += 1
+                                                payload_bytes[d] = off + paylen
+                                                if len(stream) + paylen <= STREAM_CAP:
+                                                    stream += buf[at:at + paylen]
+                                                else:
+                                                    room = STREAM_CAP - len(stream)
+                                                    if room > 0:
+                                                        stream += buf[at:at + room]
+                                                    f.truncated[d] = True
+                                                s.next = nxt + paylen
+                                            else:
+                                                stream_pos = nxt + ((((seq - base - nxt) & _M) ^ _HALF) - _HALF)
+                                                table._segment(f, d, s, stream_pos, buf[at:at + paylen], paylen, t)
+                                        if flags & ACK and (o.fin_end is not None or o.pending):
                                             table._ack(conn, 1 - d, o, ack)
                                     if finished:
                                         done = finished[:]

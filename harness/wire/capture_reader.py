@@ -61,7 +61,7 @@ class Record(NamedTuple):
 class MappedPcap(NamedTuple):
     """A classic pcap file mapped whole, for a caller that walks its records itself (see `CaptureReader.mapped_pcap`)."""
 
-    window: "_Window"  # close it when done
+    window: _Window  # close it when done
     buf: mmap.mmap
     first: int  # file offset of the first record header
     record: struct.Struct  # record header: seconds, fraction, captured length, original length

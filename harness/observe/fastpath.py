@@ -1,13 +1,16 @@
-"""The observe tier's fast path: one loop walks a mapped classic pcap, decodes the common frame inline and adds an
-in-order TCP segment of an open flow to it inline; every other frame goes the general way.
+"""The observe tier's fast path: one loop walks a mapped classic pcap, decodes the common frame inline and accounts
+a TCP packet of an open flow inline; every other frame goes the general way.
 
 The common frame is Ethernet, IPv4 without options or fragmentation, then TCP or UDP, with nothing cut short and
-no length out of line. For it, every check of `Decoder.decode` is known to pass, so the `Packet` is built here
-directly; a TCP segment without SYN, FIN or RST that continues an open flow's stream in order (and has nothing
-buffered behind it) is then accounted exactly as `FlowTable.add` would, without building the `Packet` at all.
-Anything else is handed to `Decoder.decode` and `FlowTable.add` unchanged, so the flows, counts, anomalies and
-notes are the general path's. Why: per packet, the general path costs three generators, two tuples of 16
-fields and a dozen calls; this loop costs two `unpack_from`s, a slice, a dict look-up and the appends.
+no length out of line. For it, every check of `Decoder.decode` is known to pass, so its fields are read here
+directly. A TCP packet of a flow already open (found by the frame's address and port bytes in
+`FlowTable.by_wire_key`), neither idle nor a SYN reusing the ports, is accounted as `FlowTable.add` would: an
+in-order segment inline, control flags and out-of-order data through the same `FlowTable` methods `add` calls.
+A packet that opens a flow, and any other frame, is handed to `FlowTable.add` (through `Decoder.decode` for
+frames not decoded here), so the flows, counts, anomalies and notes are the general path's
+(tests/observe/test_fastpath.py compares the two). Why: per packet, the general path costs three generators,
+two tuples of 16 fields and a dozen calls; this loop costs two `unpack_from`s, a slice, a dict look-up and
+the appends. (Decoding blocks of records with numpy was tried: 18% fewer instructions, no less CPU time.)
 """
 from __future__ import annotations
 

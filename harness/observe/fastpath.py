@@ -60,12 +60,12 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
                 return
             sec, frac, incl, orig = unpack(buf, pos)
             start = pos + hlen
-            if incl > max_record:
-                reader.oversized(n, incl)
-                return
             pos = start + incl
-            if pos > end:
-                reader.stopped_short(win, n)
+            if pos > end or incl > max_record:
+                if incl > max_record:
+                    reader.oversized(n, incl)
+                else:
+                    reader.stopped_short(win, n)
                 return
             n += 1
             if not n & 0xFFFF:
@@ -79,9 +79,10 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
                 # The decoder's checks that would skip the frame or note an anomaly, all known to pass here:
                 # IPv4 without options, not a fragment, total length at least a header and all of it captured;
                 # TCP: a whole header of a valid length; UDP: a length within the datagram.
-                if head >> 8 == _IPV4_NO_OPTIONS and not frag & 0x3FFF and 20 <= iplen <= incl - 14:
+                # (A total length under 20 fails the TCP and the UDP test below: it goes the general way.)
+                if head >> 8 == _IPV4_NO_OPTIONS and not frag & 0x3FFF and iplen <= incl - 14:
                     doff = (doff >> 4) * 4
-                    if proto == 6 and iplen >= 40 and 20 <= doff <= iplen - 20:
+                    if proto == 6 and 20 <= doff <= iplen - 20:
                         paylen = iplen - 20 - doff
                         if t > now:  # FlowTable.add's clock, before its look-up
                             now = table.now = t

@@ -56,7 +56,7 @@ def _pcap(path: Path, frames: list[tuple[float, bytes]], snap: int = 65535) -> P
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snap, 1)]
     for t, f in frames:
         cut = f[:snap]
-        out.append(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), len(cut), len(f)) + cut)
+        out.append(struct.pack("<IIII", int(t), round((t % 1) * 1e6), len(cut), len(f)) + cut)
     path.write_bytes(b"".join(out))
     return path
 

@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Iterator
 
 from harness.observe.decode import Decoder, Packet
+from harness.observe.fastpath import fast_flows
 from harness.observe.flows import FlowTable, build_flows
 from harness.observe.model import Flow, Observation
 from harness.observe.progress import Progress
@@ -25,13 +26,14 @@ class Observer:
     """
 
     def __init__(self, paths: list[str], skipped: Counter | None = None, notes: list[str] | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, fast: bool = True) -> None:
         self.paths = list(paths)
         self.readers = [CaptureReader(p) for p in self.paths]
         self.skipped: Counter = skipped if skipped is not None else Counter()
         self.notes: list[str] = notes if notes is not None else []
         self.packets = 0  # records read, once iteration is done
         self.progress = progress
+        self.fast = fast  # False: always the general path (the fast one must give the same; tests compare them)
 
     def records(self) -> Iterator[Record]:
         """Every record of every capture; several captures are merged on record time."""
@@ -48,9 +50,12 @@ class Observer:
         finally:
             for s in streams:
                 s.close()
-            self.packets = sum(r.count for r in self.readers)
-            for r in self.readers:
-                self.notes.extend(f"{r.path}: {note}" for note in r.notes)
+            self._read_done()
+
+    def _read_done(self) -> None:
+        self.packets = sum(r.count for r in self.readers)
+        for r in self.readers:
+            self.notes.extend(f"{r.path}: {note}" for note in r.notes)
 
     def _reported(self, records: Iterator[Record]) -> Iterator[Record]:
         progress, readers = self.progress, self.readers
@@ -77,7 +82,27 @@ class Observer:
 
     def flows(self, table: FlowTable | None = None) -> Iterator[Flow]:
         """Flows as they finish (not in first-seen order); the rest when the input ends."""
-        return build_flows(self.decoded(), table)
+        mapped = self.readers[0].mapped_pcap() if self.fast and len(self.readers) == 1 else None
+        if mapped is None:
+            return build_flows(self.decoded(), table)
+        return self._fast_flows(mapped, table if table is not None else FlowTable())
+
+    def _fast_flows(self, mapped, table: FlowTable) -> Iterator[Flow]:
+        """`build_flows(self.decoded())` for one mapped classic pcap, by `harness.observe.fastpath`."""
+        decoder = Decoder(self.skipped)
+        progress = self.progress
+        total = os.path.getsize(self.paths[0]) if progress is not None else 0
+        try:
+            yield from fast_flows(self.readers[0], mapped, decoder, table, progress, total)
+        finally:
+            if progress is not None:
+                progress.close()
+            self._read_done()
+        decoder.flush()
+        table.close()
+        done = table.finished[:]
+        table.finished.clear()
+        yield from done
 
 
 def iter_flows(paths: list[str], skipped: Counter, notes: list[str]) -> Iterator[Flow]:

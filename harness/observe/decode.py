@@ -310,6 +310,11 @@ class Decoder:
                 return nxt, p
         return self._skip("ipv6-too-many-ext-headers")
 
+    def ipv4_text(self, raw: bytes) -> str:
+        """The text form of a 4-byte IPv4 address, from the decoder's cache."""
+        text = self._addr4.get(raw)
+        return text if text is not None else self._addr(self._addr4, socket.AF_INET, raw)
+
     @staticmethod
     def _addr(cache: dict[bytes, str], family: int, raw: bytes) -> str:
         if len(cache) >= _ADDR_CACHE_MAX:

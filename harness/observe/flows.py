@@ -15,7 +15,7 @@ delivered bytes: missed bytes take no room in `payload[d]`. Re-sent bytes count 
 from __future__ import annotations
 
 import itertools
-from collections import deque
+from collections import Counter, deque
 from heapq import heappop, heappush
 from typing import Iterable, Iterator
 
@@ -33,6 +33,7 @@ MAX_ACTIVE = 1 << 20  # open flows; past this the least recently seen tenth is f
 _M = 0xFFFFFFFF
 _HALF = 0x80000000
 _PROTO_NAME = {6: "tcp", 17: "udp"}
+_new_counter = Counter.__new__
 
 
 class _Stream:
@@ -55,11 +56,12 @@ class _Stream:
 class _Conn:
     """A flow in the table, with its TCP state."""
 
-    __slots__ = ("flow", "keys", "streams", "closed_at", "fin", "done")
+    __slots__ = ("flow", "keys", "streams", "closed_at", "fin", "done", "wire_keys")
 
     def __init__(self, flow: Flow, keys: tuple[tuple, tuple]) -> None:
         self.flow = flow
         self.keys = keys
+        self.wire_keys: list[bytes] = []  # its keys in `FlowTable.by_wire_key` (at most one per direction)
         self.streams = (_Stream(), _Stream())
         self.closed_at: float | None = None
         self.fin = False
@@ -97,6 +99,12 @@ class FlowTable:
         self.finished: list[Flow] = []
         self.now = float("-inf")  # latest packet time seen
         self._table: dict[tuple, tuple[_Conn, int]] = {}  # (proto, src, sport, dst, dport) -> (conn, direction)
+        # The same entries for open TCP/IPv4 flows keyed by the 12 header bytes src ip, dst ip, sport, dport as
+        # they stand in the frame, for the fast path (harness.observe.fastpath): filled by `remember_wire_key`,
+        # emptied by `_finish`, so a key found here always names an open flow and the direction `_table` gives.
+        # Value: (conn, d, flow, stream d, stream 1 - d, and the flow's packets, bytes, payload_bytes, chunks
+        # and payload[d], none of which is ever replaced while the flow is open).
+        self.by_wire_key: dict[bytes, tuple] = {}
         self._uses: dict[str, int] = {}  # flow id -> times used, for the "#2" suffixes
         self._closing: deque[tuple[float, _Conn]] = deque()
         self._next_sweep = float("-inf")
@@ -120,7 +128,7 @@ class FlowTable:
         else:
             conn, d = hit
             if t - conn.flow.last_seen > self.idle_timeout or (
-                    flags & SYN and proto == TCP and self._reused(conn, d, p)):
+                    flags & SYN and proto == TCP and self._reused(conn, d, flags, seq)):
                 self._finish(conn)
                 conn, d = self._open(p)
         f = conn.flow
@@ -138,7 +146,7 @@ class FlowTable:
             return
         s = conn.streams[d]
         if flags & (SYN | FIN | RST):
-            self._tcp_control(conn, d, s, p)
+            self._tcp_control(conn, d, s, t, flags, seq, ack, payload, paylen)
             return
         if paylen:
             base = s.base
@@ -170,6 +178,20 @@ class FlowTable:
             if o.fin_end is not None or o.pending:
                 self._ack(conn, 1 - d, o, ack)
 
+    def remember_wire_key(self, wire_key: bytes, key: tuple) -> None:
+        """Index the open flow at `key` (proto, src, sport, dst, dport) also by its frame bytes `wire_key`
+        (src ip, dst ip, sport, dport), both ways."""
+        proto, src, sport, dst, dport = key
+        back = wire_key[4:8] + wire_key[:4] + wire_key[10:12] + wire_key[8:10]
+        for wire, k in ((wire_key, key), (back, (proto, dst, dport, src, sport))):
+            hit = self._table.get(k)
+            if hit is not None and not hit[0].done and wire not in self.by_wire_key:
+                conn, d = hit
+                f = conn.flow
+                self.by_wire_key[wire] = (conn, d, f, conn.streams[d], conn.streams[1 - d], f.packets, f.bytes,
+                                          f.payload_bytes, f.chunks, f.payload[d])
+                conn.wire_keys.append(wire)
+
     def close(self) -> None:
         """End of input: finish every open flow."""
         for conn, d in list(self._table.values()):
@@ -185,8 +207,11 @@ class FlowTable:
         src, dst = endpoint(src_ip, sport), endpoint(dst_ip, dport)
         base = flow_key(_PROTO_NAME[p.proto], src, dst)
         uses = self._uses[base] = self._uses.get(base, 0) + 1
-        flow = Flow(id=base if uses == 1 else f"{base}#{uses}", proto=_PROTO_NAME[p.proto], src=src, dst=dst,
-                    src_ip=src_ip, dst_ip=dst_ip, sport=sport, dport=dport, first_seen=p.time, last_seen=p.time)
+        # Every field given: the same Flow as with the defaults, without their factories' calls (one flow per
+        # handful of packets); a Counter made by __new__ alone is an empty Counter (its __init__ only updates).
+        flow = Flow(base if uses == 1 else f"{base}#{uses}", _PROTO_NAME[p.proto], src, dst, src_ip, dst_ip, sport,
+                    dport, p.time, p.time, [0, 0], [0, 0], [bytearray(), bytearray()], [0, 0], [False, False], [],
+                    False, _new_counter(Counter), {})
         fwd, rev = (p.proto, src_ip, sport, dst_ip, dport), (p.proto, dst_ip, dport, src_ip, sport)
         conn = _Conn(flow, (fwd, rev))
         self._table[rev] = (conn, 1)
@@ -196,15 +221,16 @@ class FlowTable:
             self._evict()
         return conn, d
 
-    def _reused(self, conn: _Conn, d: int, p: Packet) -> bool:
-        """Does this SYN start a new connection on the same 5-tuple?"""
+    @staticmethod
+    def _reused(conn: _Conn, d: int, flags: int, seq: int) -> bool:
+        """Does this SYN (with these flags and sequence number) start a new connection on the same 5-tuple?"""
         if conn.closed_at is not None:
             return True
-        if p.flags & ACK:
+        if flags & ACK:
             return False
         isn = conn.streams[d].isn
         f = conn.flow
-        return isn is not None and p.seq != isn and (conn.fin or f.payload_bytes[0] + f.payload_bytes[1] > 0)
+        return isn is not None and seq != isn and (conn.fin or f.payload_bytes[0] + f.payload_bytes[1] > 0)
 
     def _finish(self, conn: _Conn) -> None:
         if conn.done:
@@ -218,6 +244,8 @@ class FlowTable:
             hit = self._table.get(key)
             if hit is not None and hit[0] is conn:
                 del self._table[key]
+        for key in conn.wire_keys:
+            del self.by_wire_key[key]
         self.active -= 1
         self.finished.append(f)
 
@@ -241,9 +269,9 @@ class FlowTable:
 
     # -- TCP -------------------------------------------------------------------------------------------------
 
-    def _tcp_control(self, conn: _Conn, d: int, s: _Stream, p: Packet) -> None:
+    def _tcp_control(self, conn: _Conn, d: int, s: _Stream, t: float, flags: int, seq: int, ack: int,
+                     payload: bytes, paylen: int) -> None:
         """A segment with SYN, FIN or RST: the slow path, which also tracks the connection's end."""
-        flags, seq, paylen = p.flags, p.seq, p.paylen
         if flags & SYN:
             if d == 0 and not flags & ACK:
                 conn.flow.handshake = True
@@ -257,12 +285,12 @@ class FlowTable:
                 s.base = seq
             nxt = s.next
             pos = nxt + ((((seq - s.base - nxt) & _M) ^ _HALF) - _HALF)
-            self._segment(conn.flow, d, s, pos, p.payload, paylen, p.time)
+            self._segment(conn.flow, d, s, pos, payload, paylen, t)
         if flags & FIN:
             s.fin_end = (seq + paylen + 1) & _M
             conn.fin = True
         if flags & ACK:
-            self._ack(conn, 1 - d, conn.streams[1 - d], p.ack)
+            self._ack(conn, 1 - d, conn.streams[1 - d], ack)
         if conn.closed_at is None and flags & RST:
             self._closed(conn)
 

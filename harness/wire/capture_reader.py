@@ -58,6 +58,18 @@ class Record(NamedTuple):
     orig_len: int  # length of the frame on the wire
 
 
+class MappedPcap(NamedTuple):
+    """A classic pcap file mapped whole, for a caller that walks its records itself (see `CaptureReader.mapped_pcap`)."""
+
+    window: _Window  # close it when done
+    buf: mmap.mmap
+    first: int  # file offset of the first record header
+    record: struct.Struct  # record header: seconds, fraction, captured length, original length
+    scale: float  # seconds per fraction unit
+    hlen: int  # record header length
+    linktype: int
+
+
 class _Window:
     """The bytes of an open capture: the whole file mapped, or a sliding window over a decompressed stream.
 
@@ -234,17 +246,51 @@ class CaptureReader:
         """Roughly how far into the file reading has got (for progress); None for a compressed stream."""
         return None if self._at < 0 else self._at
 
-    def _stop_short(self, win: _Window, n: int) -> None:
+    def mapped_pcap(self) -> MappedPcap | None:
+        """The file mapped whole if it is an uncompressed classic pcap with a complete header, else None.
+
+        For a reader that walks the records inline (the observe tier's fast path); it must end the same way
+        `records()` would: `stopped_short`, `oversized`, `walked`, and close the window.
+        """
+        if self.compressed or self.format == "pcapng":
+            return None
+        compressed, head = _probe(self.path)
+        if compressed or head[:4] not in _PCAP_MAGICS:
+            return None
+        try:
+            win = _Window(self.path, False)
+        except OSError as err:
+            raise _open_error(self.path, err) from None
+        if not win.mapped or len(win.buf) < 24:
+            win.close()
+            return None
+        bo, scale, hlen, _ = _PCAP_MAGICS[head[:4]]
+        network = _PCAP_HEADER[bo].unpack_from(win.buf, 0)[6]
+        return MappedPcap(win, win.buf, 24, _PCAP_RECORD[bo], scale, hlen, (network & 0x0FFFFFFF) & 0xFFFF)
+
+    def walked(self, count: int, offset: int) -> None:
+        """A caller walking the mapped records has read `count` of them, up to file offset `offset`."""
+        self.count = count
+        self._at = offset
+
+    def oversized(self, n: int, incl: int) -> None:
+        """Record n + 1 claims more captured bytes than any record can have: the walk stops."""
+        self.notes.append(f"record {n + 1} claims {incl} captured bytes (more than {MAX_RECORD}): "
+                          f"capture corrupt, stopped after {n} records")
+
+    def stopped_short(self, win: _Window, n: int) -> None:
+        """The file ends inside a record (after `n` complete ones)."""
         if win.error:
             self.notes.append(f"capture truncated after {n} records ({win.error})")
         else:
             self.notes.append(f"capture truncated after {n} records")
 
+
     def _pcap(self, win: _Window, bo: str, scale: float, hlen: int) -> Iterator[Record]:
         pos = win.more(0, 24)
         buf = win.buf
         if len(buf) - pos < 24:
-            self._stop_short(win, 0)
+            self.stopped_short(win, 0)
             return
         _, _, _, _, _, _, network = _PCAP_HEADER[bo].unpack_from(buf, pos)
         linktype = (network & 0x0FFFFFFF) & 0xFFFF  # upper bits may carry FCS length flags
@@ -260,13 +306,12 @@ class CaptureReader:
                     buf, end = win.buf, len(win.buf)
                     if pos + hlen > end:
                         if pos != end or win.error:
-                            self._stop_short(win, n)
+                            self.stopped_short(win, n)
                         return
                 sec, frac, incl, orig = unpack(buf, pos)
                 start = pos + hlen
                 if incl > MAX_RECORD:
-                    self.notes.append(f"record {n + 1} claims {incl} captured bytes (more than {MAX_RECORD}): "
-                                      f"capture corrupt, stopped after {n} records")
+                    self.oversized(n, incl)
                     return
                 pos = start + incl
                 if pos > end:
@@ -274,7 +319,7 @@ class CaptureReader:
                     buf, end = win.buf, len(win.buf)
                     pos = start + incl
                     if pos > end:
-                        self._stop_short(win, n)
+                        self.stopped_short(win, n)
                         return
                 n += 1
                 if not n & 0xFFFF:
@@ -303,7 +348,7 @@ class CaptureReader:
                     buf, end = win.buf, len(win.buf)
                     if pos + 12 > end:
                         if pos != end or win.error:
-                            self._stop_short(win, n)
+                            self.stopped_short(win, n)
                         return
                 btype, blen = block_u(buf, pos)
                 if btype == _SHB:  # a section header reads the same in both byte orders and may switch it
@@ -329,7 +374,7 @@ class CaptureReader:
                     buf, end = win.buf, len(win.buf)
                     nxt = pos + blen
                     if nxt > end:
-                        self._stop_short(win, n)
+                        self.stopped_short(win, n)
                         return
                 if trail_u(buf, nxt - 4)[0] != blen:
                     self.notes.append(f"pcapng block after {n} records: lengths in header and trailer differ: "

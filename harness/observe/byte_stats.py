@@ -1,0 +1,155 @@
+"""Byte statistics of payload bytes (entropy, chi-square, popcount, printable share, longest printable run)
+for many parts of a flow at once, from one 256-bin histogram matrix and one pass over the bytes.
+
+Part of the observe tier: it sees only observed bytes, never the simulator or its truth.
+
+Every value is computed exactly as a part-by-part computation would compute it: counts, distinct
+values, popcount and printable counts are integers; the entropy sums each part's non-zero terms, in
+bin order, with numpy's own summation of that part's 1-D array (a segmented `reduceat` would add them
+in another order and may change the last bit); chi-square sums each histogram row as a 1-D sum does.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+LN2 = math.log(2)
+
+
+@dataclass(frozen=True)
+class ByteStats:
+    n: int
+    distinct: int  # non-zero bins
+    entropy: float  # plug-in Shannon entropy, bits/byte
+    entropy_mm: float  # Miller-Madow corrected: H + (K - 1) / (2 N ln 2)
+    chi2: float  # against uniform over 256 values
+    p_uniform: float  # upper tail of chi-square(255), Wilson-Hilferty approximation
+    printable: float  # share of bytes that are printable ASCII, tab, CR or LF
+    popcount: float = 0.0  # set bits per byte: 4 for random bytes, ~3.4 for ASCII text
+    longest_printable_run: int = 0  # longest run of bytes in 0x20..0x7e
+
+
+EMPTY = ByteStats(0, 0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.float64)
+ASCII_PRINTABLE = np.zeros(256, dtype=bool)  # 0x20..0x7e: the censor's notion of printable
+ASCII_PRINTABLE[0x20:0x7F] = True
+TEXT_PRINTABLE = ASCII_PRINTABLE.copy()  # ... and tab, LF, CR: printable_fraction's notion
+TEXT_PRINTABLE[[9, 10, 13]] = True
+_BREAKS = ~ASCII_PRINTABLE
+_SEPARATOR = b"\x00"  # ends every part in the joined buffer: not printable, so no run crosses parts
+
+
+def chi2_upper_tail(x: float, df: int) -> float:
+    """P(X >= x) for X ~ chi-square(df), by the Wilson-Hilferty cube-root normal approximation."""
+    if x <= 0:
+        return 1.0
+    v = 2.0 / (9.0 * df)
+    z = ((x / df) ** (1.0 / 3.0) - (1.0 - v)) / math.sqrt(v)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+@dataclass
+class Histograms:
+    """Per part: the 256-bin byte histogram and the longest printable run."""
+
+    counts: np.ndarray  # (parts, 256) float64 holding integers (exact below 2**53)
+    longest: list[int]  # longest run of bytes in 0x20..0x7e
+
+
+def _measure_pieces(pieces: list[bytes]) -> tuple[np.ndarray, list[int], list[int], list[int]]:
+    """Histogram, and longest, leading and trailing printable run, of each piece.
+
+    The pieces are joined into one buffer, each followed by a separator byte (counted out of its
+    histogram again); one bincount over (piece index * 256 + byte) gives every histogram, and the
+    positions of the bytes outside 0x20..0x7e (separators included) give every run: the gap before
+    each break is the run ending there, grouped by piece with `np.maximum.reduceat`."""
+    buf = np.frombuffer(_SEPARATOR.join(pieces) + _SEPARATOR, dtype=np.uint8)
+    spans = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)) + 1
+    index = np.repeat(np.arange(0, 256 * len(pieces), 256, dtype=np.int64), spans)
+    index += buf
+    counts = np.bincount(index, minlength=256 * len(pieces)).reshape(len(pieces), 256)
+    counts[:, 0] -= 1  # the separators
+    ends = np.cumsum(spans) - 1  # separator positions
+    breaks = np.flatnonzero((buf - np.uint8(0x20)) > np.uint8(0x7E - 0x20))
+    gaps = np.empty_like(breaks)  # printable run ending at each break
+    gaps[0] = breaks[0]
+    np.subtract(breaks[1:], breaks[:-1] + 1, out=gaps[1:])
+    first = np.searchsorted(breaks, ends - spans + 1)  # each piece's first break (at the latest its separator)
+    last = np.searchsorted(breaks, ends)  # its separator
+    return counts, np.maximum.reduceat(gaps, first).tolist(), gaps[first].tolist(), gaps[last].tolist()
+
+
+def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
+    """Histograms and longest printable runs of each part, a part being the concatenation of its pieces.
+
+    Each distinct piece is measured once (`_measure_pieces`), however many parts hold it; a part's
+    histogram is the sum of its pieces' (a product with the part-by-piece count matrix: integer sums,
+    exact in float64), its longest run the longest of its pieces' or of a run carried across piece
+    boundaries (a trailing run, whole printable pieces, a leading run)."""
+    ids: dict[bytes, int] = {}
+    refs: list[list[int]] = []
+    for part in parts:
+        row = []
+        for piece in part:
+            i = ids.get(piece)
+            if i is None:
+                i = ids[piece] = len(ids)
+            row.append(i)
+        refs.append(row)
+    pieces = list(ids) or [b""]
+    counts, longest, leading, trailing = _measure_pieces(pieces)
+    sizes = list(map(len, pieces))
+    cells: list[int] = []  # part * len(pieces) + piece, once per occurrence
+    runs = []
+    for r, row in enumerate(refs):
+        best = carried = 0
+        for i in row:
+            cells.append(r * len(pieces) + i)
+            if leading[i] == sizes[i]:  # all printable: the run goes on
+                carried += sizes[i]
+            else:
+                best = max(best, carried + leading[i], longest[i])
+                carried = trailing[i]
+        runs.append(max(best, carried))
+    uses = np.bincount(cells, minlength=len(refs) * len(pieces)).reshape(len(refs), len(pieces))
+    return Histograms(uses.astype(np.float64) @ counts.astype(np.float64), runs)
+
+
+# Per byte value: 1 (size), set bits, printable (text); one matrix product gives the three sums for every
+# row, exactly (integers below 2**53).
+_COLUMNS = np.stack([np.ones(256), POPCOUNT, TEXT_PRINTABLE], axis=1).astype(np.float64)
+
+
+def stats_rows(hist: np.ndarray, longest: Sequence[int]) -> list[ByteStats]:
+    """ByteStats of each histogram row (float64 counts, with its longest printable run), as `byte_stats`
+    would give."""
+    present = hist > 0
+    distinct = present.sum(axis=1)
+    columns = hist @ _COLUMNS
+    n = columns[:, 0]
+    # Each row's plug-in entropy terms p * log2(p) over its non-zero bins, in bin order, for all rows;
+    # each row's terms are then summed as one 1-D array (numpy's pairwise summation), like byte_stats.
+    p = hist[present] / np.repeat(n, distinct)
+    terms = p * np.log2(p)
+    bounds = np.cumsum(distinct).tolist()
+    expected = n / 256
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty rows are answered apart
+        chi2 = (np.square(hist - expected[:, None]).sum(axis=1) / expected).tolist()
+    out = []
+    add = np.add.reduce
+    start = 0
+    for i, (k, (size, popcount, printable)) in enumerate(zip(distinct.tolist(), columns.tolist())):
+        size = int(size)
+        if size == 0:
+            out.append(EMPTY)
+            continue
+        stop = bounds[i]
+        entropy = float(-add(terms[start:stop]))
+        start = stop
+        out.append(ByteStats(size, k, entropy, entropy + (k - 1) / (2 * size * LN2), chi2[i],
+                             chi2_upper_tail(chi2[i], 255), printable / size, popcount / size, longest[i]))
+    return out

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Iterable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,7 +20,12 @@ from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe import views
 from harness.observe.bursts import Burst, StreamLayout
-from harness.observe.byte_stats import ByteStats, chi2_upper_tail, histograms, stats_rows  # noqa: F401 (re-exported)
+from harness.observe.byte_stats import (  # noqa: F401 (re-exported)
+    ByteStats,
+    chi2_upper_tail,
+    histograms,
+    stats_rows,
+)
 from harness.observe.dns import parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.text import inflate
@@ -57,7 +63,8 @@ def byte_stats_of_parts(parts: list[list[bytes]]) -> tuple[list[ByteStats], list
     """ByteStats and encoding alphabet of each part, a part being a list of pieces measured joined.
     One histogram matrix serves them all (`harness.observe.byte_stats.histograms`)."""
     h = histograms(parts)
-    return stats_rows(h.counts, h.longest), alphabets(h.counts)
+    stats, sums = stats_rows(h.counts, h.longest, _ALPHABET_COLUMNS)
+    return stats, [alphabet_of(*row) for row in sums]
 
 
 def byte_stats(data: bytes) -> ByteStats:
@@ -65,16 +72,14 @@ def byte_stats(data: bytes) -> ByteStats:
     return byte_stats_of_parts([[data]])[0][0]
 
 
-def alphabets(counts: np.ndarray) -> list[str | None]:
-    """`encoding_alphabet` of each histogram row: "hex", "base32" or "base64" when every non-whitespace
-    byte is in that alphabet (and spaces are at most 2% of the bytes)."""
-    out: list[str | None] = []
-    for size, whitespace, spaces, *outside in (counts @ _ALPHABET_COLUMNS).tolist():
-        name = None
-        if size > whitespace and spaces <= size * 0.02:
-            name = next((alphabet for (alphabet, _), miss in zip(_ALPHABETS, outside) if miss == 0), None)
-        out.append(name)
-    return out
+def alphabet_of(size: float, whitespace: float, spaces: float, *outside: float) -> str | None:
+    """`encoding_alphabet` from a histogram's sums over `_ALPHABET_COLUMNS`: "hex", "base32" or "base64"
+    when every non-whitespace byte is in that alphabet (and spaces are at most 2% of the bytes)."""
+    if size > whitespace and spaces <= size * 0.02:
+        for (name, _), miss in zip(_ALPHABETS, outside):
+            if miss == 0:
+                return name
+    return None
 
 
 def encoding_alphabet(data: bytes) -> str | None:
@@ -285,8 +290,7 @@ class SegmentChecks:
         return repeated_blocks(segments)
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     cls: str
     confidence: float
     rule: str

@@ -13,14 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 LN2 = math.log(2)
 
 
-@dataclass(frozen=True)
-class ByteStats:
+class ByteStats(NamedTuple):
+    """Byte statistics of one payload (immutable; a named tuple, as hundreds are made per flow)."""
+
     n: int
     distinct: int  # non-zero bins
     entropy: float  # plug-in Shannon entropy, bits/byte
@@ -124,32 +126,32 @@ def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
 _COLUMNS = np.stack([np.ones(256), POPCOUNT, TEXT_PRINTABLE], axis=1).astype(np.float64)
 
 
-def stats_rows(hist: np.ndarray, longest: Sequence[int]) -> list[ByteStats]:
+def stats_rows(hist: np.ndarray, longest: Sequence[int], columns: np.ndarray | None = None
+               ) -> tuple[list[ByteStats], list[list[float]]]:
     """ByteStats of each histogram row (float64 counts, with its longest printable run), as `byte_stats`
-    would give."""
+    would give: each step is the scalar computation's own operation on the same values. `columns`: a
+    (256, k) matrix of further per-byte-value weights, whose sums per row are given back too (exact)."""
+    weights = _COLUMNS if columns is None else np.concatenate([_COLUMNS, columns], axis=1)
+    sums = (hist @ weights).tolist()
     present = hist > 0
     distinct = present.sum(axis=1)
-    columns = hist @ _COLUMNS
-    n = columns[:, 0]
+    n = [row[0] for row in sums]
     # Each row's plug-in entropy terms p * log2(p) over its non-zero bins, in bin order, for all rows;
     # each row's terms are then summed as one 1-D array (numpy's pairwise summation), like byte_stats.
     p = hist[present] / np.repeat(n, distinct)
     terms = p * np.log2(p)
-    bounds = np.cumsum(distinct).tolist()
-    expected = n / 256
-    with np.errstate(divide="ignore", invalid="ignore"):  # empty rows are answered apart
-        chi2 = (np.square(hist - expected[:, None]).sum(axis=1) / expected).tolist()
-    out = []
+    expected = np.maximum(n, 1.0) / 256  # empty rows are answered apart: keep them from dividing by zero
+    chi2 = (np.square(hist - expected[:, None]).sum(axis=1) / expected).tolist()
     add = np.add.reduce
+    out = []
     start = 0
-    for i, (k, (size, popcount, printable)) in enumerate(zip(distinct.tolist(), columns.tolist())):
-        size = int(size)
-        if size == 0:
+    for (size, bits, text, *_), k, x2, run in zip(sums, distinct.tolist(), chi2, longest):
+        if k == 0:
             out.append(EMPTY)
             continue
-        stop = bounds[i]
-        entropy = float(-add(terms[start:stop]))
-        start = stop
-        out.append(ByteStats(size, k, entropy, entropy + (k - 1) / (2 * size * LN2), chi2[i],
-                             chi2_upper_tail(chi2[i], 255), printable / size, popcount / size, longest[i]))
-    return out
+        entropy = float(-add(terms[start:start + k]))
+        start += k
+        count = int(size)
+        out.append(ByteStats(count, k, entropy, entropy + (k - 1) / (2 * count * LN2), x2, chi2_upper_tail(x2, 255),
+                             text / count, bits / count, run))
+    return out, [row[3:] for row in sums]

@@ -25,6 +25,7 @@ from harness.observe.byte_stats import (  # noqa: F401 (re-exported)
     chi2_upper_tail,
     histograms,
     stats_rows,
+    with_columns,
 )
 from harness.observe.dns import parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
@@ -57,13 +58,14 @@ _ALPHABET_COLUMNS[0x20, 2] = 1
 for _col, (_, _alphabet) in enumerate(_ALPHABETS, start=3):
     _ALPHABET_COLUMNS[:, _col] = 1
     _ALPHABET_COLUMNS[list(_alphabet + _WHITESPACE), _col] = 0
+_STATS_AND_ALPHABET_COLUMNS = with_columns(_ALPHABET_COLUMNS)
 
 
 def byte_stats_of_parts(parts: list[list[bytes]]) -> tuple[list[ByteStats], list[str | None]]:
     """ByteStats and encoding alphabet of each part, a part being a list of pieces measured joined.
     One histogram matrix serves them all (`harness.observe.byte_stats.histograms`)."""
     h = histograms(parts)
-    stats, sums = stats_rows(h.counts, h.longest, _ALPHABET_COLUMNS)
+    stats, sums = stats_rows(h.counts, h.longest, _STATS_AND_ALPHABET_COLUMNS)
     return stats, [alphabet_of(*row) for row in sums]
 
 
@@ -150,6 +152,7 @@ def looks_uniform(stats: ByteStats) -> bool:
     return stats.distinct >= mean - 4 * sd
 
 
+@cache
 def high_entropy_threshold(n: int) -> float:
     return min(HIGH_ENTROPY, expected_random_entropy(n) - SMALL_SAMPLE_MARGIN)
 
@@ -164,6 +167,11 @@ def raw_deflate_inflates(data: bytes) -> bool:
     block_type = (data[0] >> 1) & 3
     if block_type == 3 or (block_type == 0 and (data[1] ^ data[3] != 0xFF or data[2] ^ data[4] != 0xFF)):
         return False
+    return zlib_inflates(data)
+
+
+def zlib_inflates(data: bytes) -> bool:
+    """zlib's answer for `raw_deflate_inflates`: raw deflate ending cleanly (or at the end) that expands."""
     d = zlib.decompressobj(-15)
     try:
         out = d.decompress(data[:1 << 16], 1 << 20)
@@ -407,8 +415,7 @@ class HeadUnits:
 
     def fixed_head_bytes(self) -> int:
         """Head positions whose byte is the same in every unit (a fixed field)."""
-        heads = np.frombuffer(b"".join(self.heads), dtype=np.uint8).reshape(self.count, HEAD_BYTES)
-        return int((heads == heads[0]).all(axis=0).sum())
+        return sum(1 for column in zip(*self.heads) if column.count(column[0]) == self.count)
 
 
 def head_units(segments: list[bytes]) -> HeadUnits | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import NamedTuple
 
 import numpy as np
@@ -62,27 +63,34 @@ class Histograms:
     longest: list[int]  # longest run of bytes in 0x20..0x7e
 
 
+_BASES = np.arange(0, 256 * 1024, 256, dtype=np.int64)  # piece index * 256, for up to 1024 pieces
+
+
 def _measure_pieces(pieces: list[bytes]) -> tuple[np.ndarray, list[int], list[int], list[int]]:
-    """Histogram, and longest, leading and trailing printable run, of each piece.
+    """Histogram (float64), and longest, leading and trailing printable run, of each piece.
 
     The pieces are joined into one buffer, each followed by a separator byte (counted out of its
     histogram again); one bincount over (piece index * 256 + byte) gives every histogram, and the
-    positions of the bytes outside 0x20..0x7e (separators included) give every run: the gap before
-    each break is the run ending there, grouped by piece with `np.maximum.reduceat`."""
+    positions of the bytes outside 0x20..0x7e (separators included) give every run: the distance from
+    one break to the next, less one, is the run between them, grouped by piece with `np.maximum.reduceat`."""
+    count = len(pieces)
+    spans = [len(p) + 1 for p in pieces]
+    seps = list(accumulate(spans))  # one past each separator
+    firsts = [0] + seps[:-1]
     buf = np.frombuffer(_SEPARATOR.join(pieces) + _SEPARATOR, dtype=np.uint8)
-    spans = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)) + 1
-    index = np.repeat(np.arange(0, 256 * len(pieces), 256, dtype=np.int64), spans)
+    index = np.repeat(_BASES[:count] if count <= len(_BASES) else _BASES[1] * np.arange(count), spans)
     index += buf
-    counts = np.bincount(index, minlength=256 * len(pieces)).reshape(len(pieces), 256)
+    counts = np.bincount(index, minlength=256 * count).reshape(count, 256).astype(np.float64)
     counts[:, 0] -= 1  # the separators
-    ends = np.cumsum(spans) - 1  # separator positions
     breaks = np.flatnonzero((buf - np.uint8(0x20)) > np.uint8(0x7E - 0x20))
-    gaps = np.empty_like(breaks)  # printable run ending at each break
-    gaps[0] = breaks[0]
-    np.subtract(breaks[1:], breaks[:-1] + 1, out=gaps[1:])
-    first = np.searchsorted(breaks, ends - spans + 1)  # each piece's first break (at the latest its separator)
-    last = np.searchsorted(breaks, ends)  # its separator
-    return counts, np.maximum.reduceat(gaps, first).tolist(), gaps[first].tolist(), gaps[last].tolist()
+    distance = np.empty_like(breaks)  # from the previous break (the first from position -1)
+    distance[0] = breaks[0] + 1
+    np.subtract(breaks[1:], breaks[:-1], out=distance[1:])
+    # Each piece's first break (at the latest its separator), then each separator.
+    at = np.searchsorted(breaks, firsts + [end - 1 for end in seps])
+    longest = (np.maximum.reduceat(distance, at[:count]) - 1).tolist()
+    edges = (distance[at] - 1).tolist()
+    return counts, longest, edges[:count], edges[count:]
 
 
 def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
@@ -118,7 +126,7 @@ def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
                 carried = trailing[i]
         runs.append(max(best, carried))
     uses = np.bincount(cells, minlength=len(refs) * len(pieces)).reshape(len(refs), len(pieces))
-    return Histograms(uses.astype(np.float64) @ counts.astype(np.float64), runs)
+    return Histograms(uses.astype(np.float64) @ counts, runs)
 
 
 # Per byte value: 1 (size), set bits, printable (text); one matrix product gives the three sums for every
@@ -126,12 +134,16 @@ def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
 _COLUMNS = np.stack([np.ones(256), POPCOUNT, TEXT_PRINTABLE], axis=1).astype(np.float64)
 
 
-def stats_rows(hist: np.ndarray, longest: Sequence[int], columns: np.ndarray | None = None
+def with_columns(extra: np.ndarray) -> np.ndarray:
+    """Weights for `stats_rows`: its own columns (size, set bits, printable), then `extra` (256, k)."""
+    return np.concatenate([_COLUMNS, extra], axis=1)
+
+
+def stats_rows(hist: np.ndarray, longest: Sequence[int], weights: np.ndarray = _COLUMNS
                ) -> tuple[list[ByteStats], list[list[float]]]:
     """ByteStats of each histogram row (float64 counts, with its longest printable run), as `byte_stats`
-    would give: each step is the scalar computation's own operation on the same values. `columns`: a
-    (256, k) matrix of further per-byte-value weights, whose sums per row are given back too (exact)."""
-    weights = _COLUMNS if columns is None else np.concatenate([_COLUMNS, columns], axis=1)
+    would give: each step is the scalar computation's own operation on the same values. `weights`: from
+    `with_columns`, to have each row's sums over further per-byte-value weights given back (exact)."""
     sums = (hist @ weights).tolist()
     present = hist > 0
     distinct = present.sum(axis=1)

@@ -101,31 +101,26 @@ def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
     exact in float64), its longest run the longest of its pieces' or of a run carried across piece
     boundaries (a trailing run, whole printable pieces, a leading run)."""
     ids: dict[bytes, int] = {}
-    refs: list[list[int]] = []
-    for part in parts:
-        row = []
-        for piece in part:
-            i = ids.get(piece)
-            if i is None:
-                i = ids[piece] = len(ids)
-            row.append(i)
-        refs.append(row)
+    refs = [[ids.setdefault(piece, len(ids)) for piece in part] for part in parts]
     pieces = list(ids) or [b""]
+    width = len(pieces)
     counts, longest, leading, trailing = _measure_pieces(pieces)
-    sizes = list(map(len, pieces))
-    cells: list[int] = []  # part * len(pieces) + piece, once per occurrence
+    whole = [lead == len(piece) for lead, piece in zip(leading, pieces)]  # all printable: a run goes on
     runs = []
-    for r, row in enumerate(refs):
+    for row in refs:
         best = carried = 0
         for i in row:
-            cells.append(r * len(pieces) + i)
-            if leading[i] == sizes[i]:  # all printable: the run goes on
-                carried += sizes[i]
-            else:
-                best = max(best, carried + leading[i], longest[i])
-                carried = trailing[i]
-        runs.append(max(best, carried))
-    uses = np.bincount(cells, minlength=len(refs) * len(pieces)).reshape(len(refs), len(pieces))
+            if whole[i]:
+                carried += leading[i]
+                continue
+            if carried + leading[i] > best:
+                best = carried + leading[i]
+            if longest[i] > best:
+                best = longest[i]
+            carried = trailing[i]
+        runs.append(best if best > carried else carried)
+    cells = [r * width + i for r, row in enumerate(refs) for i in row]  # part * width + piece, per occurrence
+    uses = np.bincount(cells, minlength=len(refs) * width).reshape(len(refs), width)
     return Histograms(uses.astype(np.float64) @ counts, runs)
 
 
@@ -144,10 +139,11 @@ def stats_rows(hist: np.ndarray, longest: Sequence[int], weights: np.ndarray = _
     """ByteStats of each histogram row (float64 counts, with its longest printable run), as `byte_stats`
     would give: each step is the scalar computation's own operation on the same values. `weights`: from
     `with_columns`, to have each row's sums over further per-byte-value weights given back (exact)."""
-    sums = (hist @ weights).tolist()
+    totals = hist @ weights
+    sums = totals.tolist()
+    n = totals[:, 0]
     present = hist > 0
     distinct = present.sum(axis=1)
-    n = [row[0] for row in sums]
     # Each row's plug-in entropy terms p * log2(p) over its non-zero bins, in bin order, for all rows;
     # each row's terms are then summed as one 1-D array (numpy's pairwise summation), like byte_stats.
     p = hist[present] / np.repeat(n, distinct)

@@ -113,12 +113,12 @@ def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
             if whole[i]:
                 carried += leading[i]
                 continue
-            if carried + leading[i] > best:
+            if carried + leading[i] > best:  # noqa: PLR1730 (a comparison: max() costs a call per piece)
                 best = carried + leading[i]
-            if longest[i] > best:
+            if longest[i] > best:  # noqa: PLR1730
                 best = longest[i]
             carried = trailing[i]
-        runs.append(best if best > carried else carried)
+        runs.append(max(best, carried))
     cells = [r * width + i for r, row in enumerate(refs) for i in row]  # part * width + piece, per occurrence
     uses = np.bincount(cells, minlength=len(refs) * width).reshape(len(refs), width)
     return Histograms(uses.astype(np.float64) @ counts, runs)

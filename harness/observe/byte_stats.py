@@ -153,13 +153,13 @@ def stats_rows(hist: np.ndarray, longest: Sequence[int], weights: np.ndarray = _
     add = np.add.reduce
     out = []
     start = 0
-    for (size, bits, text, *_), k, x2, run in zip(sums, distinct.tolist(), chi2, longest):
+    for row, k, x2, run in zip(sums, distinct.tolist(), chi2, longest):
         if k == 0:
             out.append(EMPTY)
             continue
         entropy = float(-add(terms[start:start + k]))
         start += k
-        count = int(size)
+        count = int(row[0])
         out.append(ByteStats(count, k, entropy, entropy + (k - 1) / (2 * count * LN2), x2, chi2_upper_tail(x2, 255),
-                             text / count, bits / count, run))
+                             row[2] / count, row[1] / count, run))
     return out, [row[3:] for row in sums]

@@ -47,7 +47,6 @@ _HEX = b"0123456789abcdefABCDEF"
 _BASE32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567="
 _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
 _WHITESPACE = b"\r\n\t "
-_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 _ALPHABETS = (("hex", _HEX), ("base32", _BASE32), ("base64", _BASE64))
 # Per byte value: 1 (size), whitespace, space, then per alphabet whether the value is outside it and
 # outside whitespace (an encoded payload has none of those). Counts @ columns: exact integer sums.

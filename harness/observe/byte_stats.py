@@ -42,8 +42,7 @@ ASCII_PRINTABLE = np.zeros(256, dtype=bool)  # 0x20..0x7e: the censor's notion o
 ASCII_PRINTABLE[0x20:0x7F] = True
 TEXT_PRINTABLE = ASCII_PRINTABLE.copy()  # ... and tab, LF, CR: printable_fraction's notion
 TEXT_PRINTABLE[[9, 10, 13]] = True
-_BREAKS = ~ASCII_PRINTABLE
-_SEPARATOR = b"\x00"  # ends every part in the joined buffer: not printable, so no run crosses parts
+_SEPARATOR = b"\x00"  # ends every piece in the joined buffer: not printable, so no run crosses pieces
 
 
 def chi2_upper_tail(x: float, df: int) -> float:

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Iterable
+from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe import views
-from harness.observe.bursts import StreamLayout
+from harness.observe.bursts import Burst, StreamLayout
+from harness.observe.byte_stats import (  # noqa: F401 (re-exported)
+    ByteStats,
+    chi2_upper_tail,
+    histograms,
+    stats_rows,
+    with_columns,
+)
 from harness.observe.dns import parse_dns_question
 from harness.observe.model import CLIENT, SERVER, Flow
-from harness.observe.text import count_of, inflate, printable_fraction
+from harness.observe.text import inflate
 from harness.observe.tls_wire import TLS_APPLICATION_DATA
 
 ID = "payload.entropy"
@@ -39,82 +47,89 @@ _HEX = b"0123456789abcdefABCDEF"
 _BASE32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567="
 _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
 _WHITESPACE = b"\r\n\t "
-_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+_ALPHABETS = (("hex", _HEX), ("base32", _BASE32), ("base64", _BASE64))
+# Per byte value: 1 (size), whitespace, space, then per alphabet whether the value is outside it and
+# outside whitespace (an encoded payload has none of those). Counts @ columns: exact integer sums.
+_ALPHABET_COLUMNS = np.zeros((256, 3 + len(_ALPHABETS)), dtype=np.float64)
+_ALPHABET_COLUMNS[:, 0] = 1
+_ALPHABET_COLUMNS[list(_WHITESPACE), 1] = 1
+_ALPHABET_COLUMNS[0x20, 2] = 1
+for _col, (_, _alphabet) in enumerate(_ALPHABETS, start=3):
+    _ALPHABET_COLUMNS[:, _col] = 1
+    _ALPHABET_COLUMNS[list(_alphabet + _WHITESPACE), _col] = 0
+_STATS_AND_ALPHABET_COLUMNS = with_columns(_ALPHABET_COLUMNS)
 
 
-@dataclass(frozen=True)
-class ByteStats:
-    n: int
-    distinct: int  # non-zero bins
-    entropy: float  # plug-in Shannon entropy, bits/byte
-    entropy_mm: float  # Miller-Madow corrected: H + (K - 1) / (2 N ln 2)
-    chi2: float  # against uniform over 256 values
-    p_uniform: float  # upper tail of chi-square(255), Wilson-Hilferty approximation
-    printable: float  # share of bytes that are printable ASCII, tab, CR or LF
-    popcount: float = 0.0  # set bits per byte: 4 for random bytes, ~3.4 for ASCII text
-    longest_printable_run: int = 0  # longest run of bytes in 0x20..0x7e
-
-
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.float64)
-_ASCII_PRINTABLE = np.zeros(256, dtype=bool)
-_ASCII_PRINTABLE[0x20:0x7F] = True
-
-
-def longest_printable_run(a: np.ndarray) -> int:
-    """Longest run of bytes in 0x20..0x7e (the censor's notion of printable)."""
-    if a.size == 0:
-        return 0
-    breaks = np.flatnonzero(~_ASCII_PRINTABLE[a])
-    if breaks.size == 0:
-        return int(a.size)
-    edges = np.concatenate(([-1], breaks, [a.size]))
-    return int((np.diff(edges) - 1).max())
+def byte_stats_of_parts(parts: list[list[bytes]]) -> tuple[list[ByteStats], list[str | None]]:
+    """ByteStats and encoding alphabet of each part, a part being a list of pieces measured joined.
+    One histogram matrix serves them all (`harness.observe.byte_stats.histograms`)."""
+    h = histograms(parts)
+    stats, sums = stats_rows(h.counts, h.longest, _STATS_AND_ALPHABET_COLUMNS)
+    return stats, [alphabet_of(*row) for row in sums]
 
 
 def byte_stats(data: bytes) -> ByteStats:
-    n = len(data)
-    if n == 0:
-        return ByteStats(0, 0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    a = np.frombuffer(data, dtype=np.uint8)
-    counts = np.bincount(a, minlength=256).astype(np.float64)
-    nonzero = counts[counts > 0]
-    p = nonzero / n
-    entropy = float(-(p * np.log2(p)).sum())
-    distinct = int(nonzero.size)
-    entropy_mm = entropy + (distinct - 1) / (2 * n * math.log(2))
-    expected = n / 256
-    chi2 = float(((counts - expected) ** 2).sum() / expected)
-    popcount = float(counts @ _POPCOUNT) / n
-    return ByteStats(n, distinct, entropy, entropy_mm, chi2, chi2_upper_tail(chi2, 255), printable_fraction(data),
-                     popcount, longest_printable_run(a))
+    """Byte statistics of `data`."""
+    return byte_stats_of_parts([[data]])[0][0]
 
 
-def chi2_upper_tail(x: float, df: int) -> float:
-    """P(X >= x) for X ~ chi-square(df), by the Wilson-Hilferty cube-root normal approximation."""
-    if x <= 0:
-        return 1.0
-    v = 2.0 / (9.0 * df)
-    z = ((x / df) ** (1.0 / 3.0) - (1.0 - v)) / math.sqrt(v)
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
+def alphabet_of(size: float, whitespace: float, spaces: float, *outside: float) -> str | None:
+    """`encoding_alphabet` from a histogram's sums over `_ALPHABET_COLUMNS`: "hex", "base32" or "base64"
+    when every non-whitespace byte is in that alphabet (and spaces are at most 2% of the bytes)."""
+    if size > whitespace and spaces <= size * 0.02:
+        for (name, _), miss in zip(_ALPHABETS, outside):
+            if miss == 0:
+                return name
+    return None
 
 
-@lru_cache(maxsize=4096)
+def encoding_alphabet(data: bytes) -> str | None:
+    """"hex", "base32" or "base64" when every non-whitespace byte is in that alphabet."""
+    return byte_stats_of_parts([[data]])[1][0]
+
+
+EXACT_EXPECTATION_MAX = 8192  # bytes: up to this size the expected entropy is summed over bin counts
+_EXPECTATION_BLOCK = 256  # sizes computed together
+_expected_plugin: dict[int, float] = {}  # n -> expected plug-in entropy of n random bytes, n <= 8192
+_lgamma: list[np.ndarray] = []  # lgamma(k + 1) for k = 0..8192, made on first use
+
+
+def _expected_plugin_block(block: int) -> None:
+    """Fill `_expected_plugin` for every n in one block of _EXPECTATION_BLOCK sizes at once.
+
+    For each n: E[H] = -256 * sum_c P(C = c) (c/n) log2(c/n) over c = 1..top, with C ~ Binomial(n, 1/256)
+    a bin's count. The terms of all n of the block are made in one pass of elementwise numpy operations
+    (the same operations on the same values as for one n alone), and each n's terms summed as one 1-D
+    array, so every value is exactly what the computation for that n alone gives."""
+    q = 1.0 / 256
+    sizes = [n for n in range(block * _EXPECTATION_BLOCK, (block + 1) * _EXPECTATION_BLOCK)
+             if 1 <= n <= EXACT_EXPECTATION_MAX]
+    tops = [int(min(n, n * q + 12 * math.sqrt(n * q * (1 - q)) + 20)) for n in sizes]
+    if not _lgamma:
+        _lgamma.append(np.array([math.lgamma(k + 1.0) for k in range(EXACT_EXPECTATION_MAX + 1)]))
+    lgamma = _lgamma[0]  # math.lgamma(k + 1) at k, the values a per-count loop takes
+    n = np.repeat(np.array(sizes, dtype=np.int64), tops)
+    ends = np.cumsum(tops)
+    k = np.arange(1, len(n) + 1) - np.repeat(ends - tops, tops)  # 1..top for each n
+    c = k.astype(np.float64)
+    log_pmf = lgamma[n] - lgamma[k] - lgamma[n - k] + c * math.log(q) + (n - c) * math.log1p(-q)
+    terms = np.exp(log_pmf) * (c / n) * np.log2(c / n)
+    for size, start, stop in zip(sizes, (ends - tops).tolist(), ends.tolist()):
+        _expected_plugin[size] = float(-256 * terms[start:stop].sum())
+
+
+@cache
 def expected_random_entropy(n: int) -> float:
     """Expected Miller-Madow entropy of n uniformly random bytes: well below 8 for small n."""
     if n <= 0:
         return 0.0
     ln2 = math.log(2)
-    if n > 8192:
+    if n > EXACT_EXPECTATION_MAX:
         plugin = 8.0 - 255.0 / (2 * n * ln2)
     else:
-        # E[H] = -256 * sum_c P(C = c) (c/n) log2(c/n), with C ~ Binomial(n, 1/256) a bin's count.
-        q = 1.0 / 256
-        mean, sd = n * q, math.sqrt(n * q * (1 - q))
-        top = int(min(n, mean + 12 * sd + 20))
-        c = np.arange(1, top + 1, dtype=np.float64)
-        log_pmf = (math.lgamma(n + 1) - np.array([math.lgamma(k + 1) for k in c])
-                   - np.array([math.lgamma(n - k + 1) for k in c]) + c * math.log(q) + (n - c) * math.log1p(-q))
-        plugin = float(-256 * (np.exp(log_pmf) * (c / n) * np.log2(c / n)).sum())
+        if n not in _expected_plugin:
+            _expected_plugin_block(n // _EXPECTATION_BLOCK)
+        plugin = _expected_plugin[n]
     distinct = 256 * (1 - (255 / 256) ** n)
     return plugin + (distinct - 1) / (2 * n * ln2)
 
@@ -136,25 +151,26 @@ def looks_uniform(stats: ByteStats) -> bool:
     return stats.distinct >= mean - 4 * sd
 
 
+@cache
 def high_entropy_threshold(n: int) -> float:
     return min(HIGH_ENTROPY, expected_random_entropy(n) - SMALL_SAMPLE_MARGIN)
-
-
-def encoding_alphabet(data: bytes) -> str | None:
-    """"hex", "base32" or "base64" when every non-whitespace byte is in that alphabet."""
-    body = data.translate(None, _WHITESPACE)
-    if not body or count_of(data, b" ") > len(data) * 0.02:
-        return None
-    for name, alphabet in (("hex", _HEX), ("base32", _BASE32), ("base64", _BASE64)):
-        if count_of(body, alphabet) == len(body):
-            return name
-    return None
 
 
 def raw_deflate_inflates(data: bytes) -> bool:
     """True when `data` reads as raw deflate that ends cleanly (or runs to the end) and expands."""
     if len(data) < 64:  # shorter random bytes pass now and then (about 1 in 1000 at 32 bytes)
         return False
+    # The first block's header (RFC 1951 3.2.3-4) rules out half of all random bytes without zlib, which
+    # would stop there with an error: block type 3 is reserved ("invalid block type"), and a stored
+    # block (type 0) must give its length LEN and then NLEN = ~LEN ("invalid stored block lengths").
+    block_type = (data[0] >> 1) & 3
+    if block_type == 3 or (block_type == 0 and (data[1] ^ data[3] != 0xFF or data[2] ^ data[4] != 0xFF)):
+        return False
+    return zlib_inflates(data)
+
+
+def zlib_inflates(data: bytes) -> bool:
+    """zlib's answer for `raw_deflate_inflates`: raw deflate ending cleanly (or at the end) that expands."""
     d = zlib.decompressobj(-15)
     try:
         out = d.decompress(data[:1 << 16], 1 << 20)
@@ -168,69 +184,120 @@ def raw_deflate_inflates(data: bytes) -> bool:
 
 _PRINTABLE_TABLE = np.zeros(256, dtype=np.uint8)
 _PRINTABLE_TABLE[0x20:0x7F] = 1
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-SMALL_SAMPLE = 2048  # bytes: below this the ECB check runs in plain Python
+def _ciphertext_like(blocks: np.ndarray) -> np.ndarray:
+    """Per 16-byte block (a row): >= 14 distinct byte values and at most 10 printable ones."""
+    distinct = 1 + np.count_nonzero(np.diff(np.sort(blocks, axis=1), axis=1), axis=1)
+    return (distinct >= 14) & (_PRINTABLE_TABLE[blocks].sum(axis=1) <= 10)
 
 
-def _repeated_blocks_small(segments: list[bytes], block: int) -> int:
-    positions: dict[bytes, set[int]] = {}
-    for seg in segments:
-        for i in range(0, len(seg) - block + 1, block):
-            chunk = seg[i:i + block]
-            if len(set(chunk)) >= 14 and count_of(chunk, _PRINTABLE_ASCII) <= 10:
-                positions.setdefault(chunk, set()).add(i)
-    return sum(len(p) - 1 for p in positions.values())
+def _block_repeats(segments: list[bytes], block: int = 16, limit: int | None = None) -> int:
+    """Sum over the distinct ciphertext-looking aligned blocks of (distinct positions - 1), over the
+    distinct segments of >= MIN_BLOCK_SAMPLE bytes; with `limit`, only the first `limit`
+    ciphertext-looking blocks count.
+
+    Equal blocks are found by a 64-bit hash of every block, sorted with numpy: a block that recurs
+    has a recurring hash, so when no hash recurs (random ciphertext) the answer is 0 without looking
+    further. Only blocks whose hash recurs are tested for the ciphertext look and compared exactly
+    (a block recurring once contributes 0; hash collisions of unequal blocks contribute 0)."""
+    distinct_segments = list(dict.fromkeys(s for s in segments if len(s) >= MIN_BLOCK_SAMPLE))
+    if not distinct_segments:
+        return 0
+    sizes = [len(s) // block for s in distinct_segments]
+    total = sum(sizes)
+    blocks = np.frombuffer(b"".join(memoryview(s)[:k * block] for s, k in zip(distinct_segments, sizes)),
+                           dtype=np.uint8).reshape(total, block)
+    words = blocks.view("<u8")
+    digest = words[:, 0] ^ (words[:, 1] * _GOLDEN)
+    ranked = np.sort(digest)
+    if not (ranked[1:] == ranked[:-1]).any():
+        return 0
+    order = np.argsort(digest, kind="stable")
+    ranked = digest[order]
+    same = ranked[1:] == ranked[:-1]
+    candidates = np.union1d(order[1:][same], order[:-1][same])
+    if limit is not None and total > limit:  # only the first `limit` ciphertext-looking blocks count
+        counted = np.zeros(total, dtype=bool)
+        counted[np.flatnonzero(_ciphertext_like(blocks))[:limit]] = True
+        candidates = candidates[counted[candidates]]
+    else:
+        candidates = candidates[_ciphertext_like(blocks[candidates])]
+    first_block = np.cumsum([0] + sizes[:-1])
+    position = (np.arange(total) - np.repeat(first_block, sizes)) * block
+    pairs, chunks = set(), set()
+    for i in candidates.tolist():
+        chunk = blocks[i].tobytes()
+        pairs.add((chunk, int(position[i])))
+        chunks.add(chunk)
+    return len(pairs) - len(chunks)
 
 
 def repeated_blocks(segments: list[bytes], block: int = 16, limit: int = 1 << 16) -> int:
     """Aligned 16-byte blocks that recur at different positions (ECB leaks equal plaintext blocks),
     over distinct segments of >= 64 bytes. Only blocks that look like ciphertext count (>= 14 distinct
     byte values, mostly unprintable), and a block recurring only at one position of every segment is
-    a header field (a connection or session id), not ECB.
-
-    The ciphertext-looking test is vectorised per segment ((n, 16) array). Equal blocks are found by a
-    64-bit hash per block sorted with numpy; only blocks whose hash recurs are compared exactly (random
-    ciphertext, the common case, has none). The answer is the number of distinct (block, position)
-    pairs minus the number of distinct blocks."""
-    distinct_segments = list(dict.fromkeys(s for s in segments if len(s) >= MIN_BLOCK_SAMPLE))
-    if sum(map(len, distinct_segments)) <= SMALL_SAMPLE:  # numpy's per-call cost outweighs a few blocks
-        return _repeated_blocks_small(distinct_segments, block)
-    kept = bytearray()
-    positions: list[np.ndarray] = []
-    examined = 0
-    for seg in distinct_segments:
-        n = len(seg) // block
-        arr = np.frombuffer(seg, dtype=np.uint8, count=n * block).reshape(n, block)
-        distinct = 1 + np.count_nonzero(np.diff(np.sort(arr, axis=1), axis=1), axis=1)
-        printable = _PRINTABLE_TABLE[arr].sum(axis=1)
-        keep = np.flatnonzero((distinct >= 14) & (printable <= 10))[: limit - examined]
-        if keep.size:
-            kept += arr[keep].tobytes()
-            positions.append(keep * block)
-            examined += keep.size
-        if examined >= limit:
-            break
-    if not positions:
-        return 0
-    words = np.frombuffer(bytes(kept), dtype="<u8").reshape(-1, block // 8)
-    digest = words[:, 0] ^ (words[:, 1] * np.uint64(0x9E3779B97F4A7C15))
-    order = np.argsort(digest, kind="stable")
-    same = digest[order][1:] == digest[order][:-1]
-    if not same.any():
-        return 0
-    candidates = np.union1d(order[1:][same], order[:-1][same])
-    pos = np.concatenate(positions)
-    pairs, blocks = set(), set()
-    for i in candidates.tolist():
-        chunk = bytes(kept[i * block:(i + 1) * block])
-        pairs.add((chunk, int(pos[i])))
-        blocks.add(chunk)
-    return len(pairs) - len(blocks)
+    a header field (a connection or session id), not ECB. At most `limit` blocks are examined. The
+    answer is the number of distinct (block, position) pairs minus the number of distinct blocks."""
+    return _block_repeats(segments, block, limit)
 
 
-@dataclass(frozen=True)
-class Verdict:
+_ZLIB_GZIP_FIRST = frozenset((0x1F, 0x78))  # inflate() answers None for any other first byte
+
+
+class SegmentChecks:
+    """The segment-level tests `classify` runs, each done once per distinct segment of a flow:
+    zlib/gzip headers, raw deflate, and the repeated-block (ECB) test.
+
+    `union`: every segment of every part of the flow that is classified with the block check. When no
+    ciphertext-looking block recurs at two positions anywhere in it (`_block_repeats(union) == 0`, no
+    limit), no part can have one: a part's distinct segments are among the union's, so each block's
+    positions in the part are a subset of its positions in the union (at most one), and a part's count
+    (with or without its block limit, which only drops blocks) is a sum of (positions - 1) = 0. The
+    flow's test is then run once instead of once per part; if the union does have a recurring block,
+    each part is tested on its own."""
+
+    def __init__(self, union: list[bytes] | None = None):
+        self.union = union
+        self._union_repeats: int | None = None
+        self._inflates: dict[bytes, bool] = {}
+        self._raw_deflate: dict[bytes, bool] = {}
+
+    def inflating_bytes(self, segments: list[bytes]) -> int:
+        """Bytes in the segments that start a zlib or gzip stream."""
+        total = 0
+        for s in segments:
+            if len(s) >= 8 and s[0] in _ZLIB_GZIP_FIRST:
+                ok = self._inflates.get(s)
+                if ok is None:
+                    ok = self._inflates[s] = inflate(s) is not None
+                if ok:
+                    total += len(s)
+        return total
+
+    def raw_deflate(self, segments: list[bytes]) -> bool:
+        """One of the first 16 segments reads as raw deflate."""
+        for s in segments[:16]:
+            if len(s) < 64:  # raw_deflate_inflates() answers False
+                continue
+            ok = self._raw_deflate.get(s)
+            if ok is None:
+                ok = self._raw_deflate[s] = raw_deflate_inflates(s)
+            if ok:
+                return True
+        return False
+
+    def repeats(self, segments: list[bytes]) -> int:
+        if self.union is not None:
+            if self._union_repeats is None:
+                self._union_repeats = _block_repeats(self.union)
+            if self._union_repeats == 0:
+                return 0
+        return repeated_blocks(segments)
+
+
+class Verdict(NamedTuple):
     cls: str
     confidence: float
     rule: str
@@ -242,15 +309,19 @@ def classify(segments: list[bytes], block_check: bool = True) -> Verdict:
     """The payload class of the application bytes `segments` (record/envelope bodies, datagrams or
     streams). `block_check=False` skips the repeated-block (ECB) test: for bytes that are not
     application data (a TLS handshake), or whose framing is unknown (clear headers repeat too)."""
-    data = b"".join(segments)
-    stats = byte_stats(data)
+    (stats,), (alphabet,) = byte_stats_of_parts([segments])
+    return verdict_of(stats, alphabet, segments, block_check, SegmentChecks())
+
+
+def verdict_of(stats: ByteStats, alphabet: str | None, segments: list[bytes], block_check: bool,
+               checks: SegmentChecks) -> Verdict:
+    """`classify` given the segments' joined ByteStats and encoding alphabet."""
     n = stats.n
     if n == 0:
         return Verdict("empty", 1.0, "no-payload", stats, {})
-    inflating = sum(len(s) for s in segments if inflate(s) is not None)
-    if inflating * 2 >= n:
+    if checks.inflating_bytes(segments) * 2 >= n:
         return Verdict("compressed", 0.95, "zlib-gzip-header", stats, {})
-    alphabet = encoding_alphabet(data) if n >= 16 else None
+    alphabet = alphabet if n >= 16 else None
     if alphabet and 3.5 <= stats.entropy_mm <= 6.15:
         return Verdict("encoded", min(0.95, 0.6 + n / 1024), "encoding-alphabet", stats, {"alphabet": alphabet})
     if stats.printable > 0.85:
@@ -258,11 +329,11 @@ def classify(segments: list[bytes], block_check: bool = True) -> Verdict:
     if stats.entropy_mm < min(NDPI_LOW_ENTROPY, expected_random_entropy(n) - 1.0) and stats.printable >= 0.6:
         return Verdict("plaintext", 0.6, "low-entropy-printable", stats, {})
     threshold = high_entropy_threshold(n)
-    repeats = repeated_blocks(segments) if block_check and stats.printable < 0.7 else 0
+    repeats = checks.repeats(segments) if block_check and stats.printable < 0.7 else 0
     if repeats:
         return Verdict("weak-cipher", min(0.95, 0.6 + 0.1 * repeats), "repeated-16-byte-blocks", stats,
                        {"repeated_blocks": repeats})
-    if any(raw_deflate_inflates(s) for s in segments[:16]):
+    if checks.raw_deflate(segments):
         return Verdict("compressed", 0.8, "raw-deflate", stats, {})
     if stats.entropy_mm >= threshold:
         size = min(1.0, n / 1024)
@@ -286,13 +357,14 @@ class Measured:
     notes: dict = field(default_factory=dict)
 
 
-def measured_segments(flow: Flow, layout: StreamLayout) -> Measured:
+def measured_segments(flow: Flow, layout: StreamLayout, payload: tuple[bytes, bytes] | None = None) -> Measured:
     """TLS application-data record bodies, relay envelope bodies, else the clear stream (UDP: each
-    datagram). A TLS flow that never got past its handshake is measured on its handshake records."""
+    datagram). A TLS flow that never got past its handshake is measured on its handshake records.
+    `payload`: the flow's two streams as bytes, if the caller has them already."""
     out = Measured(([], []))
     dns_checked = 0
     for direction in (CLIENT, SERVER):
-        data = bytes(flow.payload[direction])
+        data = payload[direction] if payload is not None else bytes(flow.payload[direction])
         d = layout.directions[direction]
         units = [u for u in layout.units if u.direction == direction]
         if d.layer == "empty":
@@ -331,18 +403,49 @@ def stats_json(stats: ByteStats) -> dict:
 HEAD_BYTES = 16  # "first bytes": the head of each measured unit, where a clear header would sit
 
 
+class HeadUnits:
+    """The units of a direction that `positional_stats` compares: heads (first HEAD_BYTES) against rests."""
+
+    def __init__(self, units: list[bytes]):
+        self.count = len(units)
+        self.heads = [s[:HEAD_BYTES] for s in units]
+        self.rests = [s[HEAD_BYTES:] for s in units]
+        self.split = dict(zip(units, zip(self.heads, self.rests)))  # unit -> (head, rest)
+
+    def fixed_head_bytes(self) -> int:
+        """Head positions whose byte is the same in every unit (a fixed field)."""
+        return sum(1 for column in zip(*self.heads) if column.count(column[0]) == self.count)
+
+
+def head_units(segments: list[bytes]) -> HeadUnits | None:
+    """The units longer than 2 * HEAD_BYTES, when there are at least two."""
+    units = [s for s in segments if len(s) > 2 * HEAD_BYTES]
+    return HeadUnits(units) if len(units) >= 2 else None
+
+
+def position_json(units: HeadUnits, head: ByteStats, rest: ByteStats) -> dict:
+    fixed = units.fixed_head_bytes()
+    return {"units": units.count, "head": stats_json(head), "rest": stats_json(rest), "fixed_head_bytes": fixed,
+            "clear_head": bool(looks_uniform(rest) and rest.n >= 256 and (head.printable > 0.7 or fixed >= 4))}
+
+
 def positional_stats(segments: list[bytes]) -> dict | None:
     """Byte statistics of the first HEAD_BYTES of every unit against the rest: a header in clear
     inside encrypted framing shows as a low-entropy, often printable head over a random body."""
-    units = [s for s in segments if len(s) > 2 * HEAD_BYTES]
-    if len(units) < 2:
+    units = head_units(segments)
+    if units is None:
         return None
-    head = byte_stats(b"".join(s[:HEAD_BYTES] for s in units))
-    rest = byte_stats(b"".join(s[HEAD_BYTES:] for s in units))
-    # Per position across units: how many distinct values each head byte takes (1 = a fixed field).
-    fixed = sum(1 for i in range(HEAD_BYTES) if len({s[i] for s in units}) == 1)
-    return {"units": len(units), "head": stats_json(head), "rest": stats_json(rest), "fixed_head_bytes": fixed,
-            "clear_head": bool(looks_uniform(rest) and rest.n >= 256 and (head.printable > 0.7 or fixed >= 4))}
+    (head, rest), _ = byte_stats_of_parts([units.heads, units.rests])
+    return position_json(units, head, rest)
+
+
+def burst_row(burst: Burst, verdict: Verdict) -> dict:
+    stats = verdict.stats
+    return {"time": round(burst.start_time, 6), "direction": DIRECTION_NAMES[burst.direction],
+            "payload": burst.payload, "measured": stats.n, "class": verdict.cls,
+            "entropy": round(stats.entropy_mm, 3), "p_uniform": round(stats.p_uniform, 4),
+            "popcount": round(stats.popcount, 3), "printable": round(stats.printable, 3),
+            "longest_printable_run": stats.longest_printable_run}
 
 
 @register
@@ -356,12 +459,36 @@ class PayloadEntropy(Analyzer):
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
         layout = views.layout(flow)
-        measured = measured_segments(flow, layout)
-        segments = measured.segments[CLIENT] + measured.segments[SERVER]
+        payload = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
+        measured = measured_segments(flow, layout, payload)
+        sides = measured.segments
+        segments = sides[CLIENT] + sides[SERVER]
+        messages = views.messages(flow)[:MAX_BURSTS_IN_EVIDENCE]
+        bodies = [burst.bodies(payload[burst.direction]) for burst in messages]
+        heads = [head_units(sides[direction][:256]) for direction in (CLIENT, SERVER)]
+        # Every part measured, in one histogram matrix: client, server, each burst, each head and rest,
+        # the flow (client then server). A unit compared head to rest is measured as those two pieces
+        # wherever it occurs, so that each distinct piece is counted once for all the parts holding it.
+        split = {}
+        for units in heads:
+            if units is not None:
+                split.update(units.split)
+
+        def pieces(part: list[bytes]) -> list[bytes]:
+            return [p for s in part for p in split.get(s, (s,))] if split else part
+
+        parts = [pieces(sides[CLIENT]), pieces(sides[SERVER]), *map(pieces, bodies)]
+        for units in heads:
+            if units is not None:
+                parts += [units.heads, units.rests]
+        whole = len(parts)
+        parts.append(parts[CLIENT] + parts[SERVER])
+        stats, alphabet = byte_stats_of_parts(parts)
         # Repeated cipher blocks mean ECB only in bodies whose framing is stripped: in a stream of
         # unknown framing, clear headers and certificates repeat too.
         block_check = measured.application and measured.framed
-        verdict = classify(segments, block_check=block_check)
+        checks = SegmentChecks([s for body in (segments, *bodies) for s in body] if block_check else None)
+        verdict = verdict_of(stats[whole], alphabet[whole], segments, block_check, checks)
         if measured.dns and verdict.cls != "empty":  # DNSSEC keys and signatures look random; DNS is clear
             verdict = Verdict("plaintext", 0.8, "dns-message", verdict.stats, {})
         evidence: dict = {"rule": verdict.rule, "first_seen": round(flow.first_seen, 6), **stats_json(verdict.stats),
@@ -369,21 +496,17 @@ class PayloadEntropy(Analyzer):
         if not measured.application:
             evidence["measured"] = "tls-handshake-only"
         for direction in (CLIENT, SERVER):
-            if measured.segments[direction]:
-                side = classify(measured.segments[direction], block_check=block_check)
+            if sides[direction]:
+                side = verdict_of(stats[direction], alphabet[direction], sides[direction], block_check, checks)
                 evidence[DIRECTION_NAMES[direction]] = {"class": side.cls, **stats_json(side.stats)}
-        for direction in (CLIENT, SERVER):
-            position = positional_stats(measured.segments[direction][:256])
-            if position is not None:
+        row = 2 + len(bodies)
+        for direction, units in zip((CLIENT, SERVER), heads):
+            if units is not None:
+                position = position_json(units, stats[row], stats[row + 1])
                 evidence.setdefault("position", {})[DIRECTION_NAMES[direction]] = position
-        burst_rows = []
-        for burst in views.messages(flow)[:MAX_BURSTS_IN_EVIDENCE]:
-            b = classify(burst.bodies(bytes(flow.payload[burst.direction])), block_check=block_check)
-            burst_rows.append({"time": round(burst.start_time, 6), "direction": DIRECTION_NAMES[burst.direction],
-                               "payload": burst.payload, "measured": b.stats.n, "class": b.cls,
-                               "entropy": round(b.stats.entropy_mm, 3), "p_uniform": round(b.stats.p_uniform, 4),
-                               "popcount": round(b.stats.popcount, 3), "printable": round(b.stats.printable, 3),
-                               "longest_printable_run": b.stats.longest_printable_run})
+                row += 2
+        burst_rows = [burst_row(burst, verdict_of(stats[2 + i], alphabet[2 + i], body, block_check, checks))
+                      for i, (burst, body) in enumerate(zip(messages, bodies))]
         if burst_rows:
             evidence["bursts"] = burst_rows
         value = {"class": verdict.cls, "entropy": round(verdict.stats.entropy_mm, 3)}

@@ -24,7 +24,9 @@ gate: $(STAMP)
 	$(BIN)/harness attack
 	$(BIN)/harness gate --baseline reports/baseline.json --reports reports --junit reports/gate.junit.xml --markdown reports/gate.md
 
+# Byte-compiled first: where PYTHONDONTWRITEBYTECODE is set, every child would recompile every module.
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q harness bench
 	$(BIN)/python -m bench.run
 
 # A longer hypothesis run over reader, decoder, flows and every analyzer; then atheris (libFuzzer) on the

@@ -80,7 +80,7 @@ def _child(cmd: list[str]) -> tuple[float, float, float, int]:
 
 
 def _commands(path: str) -> list[tuple[str, list[str]]]:
-    from harness.pipeline import default_jobs
+    from harness.adversary import default_jobs
 
     py = sys.executable
     out_json = os.path.join(os.path.dirname(path), "findings.json")

@@ -71,7 +71,7 @@ def cmd_analyze(args) -> int:
     import tempfile
 
     from harness.observe.progress import terminal_progress
-    from harness.pipeline import analyze_to_file, default_jobs
+    from harness.adversary import analyze_to_file, default_jobs
 
     keep = bool(args.json)
     out_path = Path(args.json) if keep else Path(tempfile.mkdtemp(prefix="harness-")) / "findings.json"

@@ -12,7 +12,8 @@ from harness.analyzers.interface import Analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 ADVERSARY_SIDE = ["harness/analyzers", "harness/observe", "harness/analysis.py", "harness/keys.py",
-                  "harness/wire/capture_reader.py"]
+                  "harness/wire/capture_reader.py", "harness/adversary.py", "harness/parallel.py",
+                  "harness/findings_file.py"]
 FORBIDDEN = ("harness.sim", "harness.scoring", "harness.pipeline", "harness.cli")
 
 
@@ -38,7 +39,7 @@ def test_adversary_side_imports_no_truth(path):
 
 
 def test_loading_every_analyzer_loads_no_truth():
-    code = ("import sys, harness.analyzers as a, harness.observe, harness.analysis; a.registry();"
+    code = ("import sys, harness.analyzers as a, harness.observe, harness.analysis, harness.adversary; a.registry();"
             "print(sorted(m for m in sys.modules if m.startswith(('harness.sim', 'harness.scoring'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

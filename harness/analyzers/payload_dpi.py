@@ -169,7 +169,7 @@ class _FlowDpi:
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
         self.clock = views.clock(flow)
-        self.packets = PacketIndex(flow)
+        self._packets: PacketIndex | None = None  # built on the first located finding
         self.layout: StreamLayout = views.layout(flow)
         self.data = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
         self.out: dict[str, Finding] = {}
@@ -190,7 +190,9 @@ class _FlowDpi:
             evidence["length"] = length if length is not None else 0
         if direction is not None and offset is not None:
             t = self.clock.time(direction, offset)
-            evidence["packet"] = self.packets.packet(direction, offset)
+            if self._packets is None:
+                self._packets = PacketIndex(self.flow)
+            evidence["packet"] = self._packets.packet(direction, offset)
         else:
             t = self.flow.first_seen
         evidence["time" if timed else "seen_at"] = round(t, 6)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import heapq
 import quopri
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from harness.observe.text import count_of, printable_fraction
+from harness.observe.text import byte_class, count_of, long_runs, printable_fraction
 
 MAX_DEPTH = 5  # transforms in one chain
 MAX_OUTPUT = 1 << 20  # bytes produced by one decode step
@@ -101,7 +103,7 @@ def compressed_at(data: bytes, pos: int = 0) -> tuple[str, int, bytes] | None:
     return None
 
 
-_MAGIC = re.compile(rb"\x1f\x8b\x08|\x78[\x01\x5e\x9c\xda]")
+_MAGICS = (b"\x1f\x8b\x08", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 
 
 def _compressed(data: bytes) -> list[tuple[str, int, int, bytes]]:
@@ -116,17 +118,54 @@ def _compressed(data: bytes) -> list[tuple[str, int, int, bytes]]:
         out.append((got[0], pos, got[1], got[2]))
         pos += got[1]
     tried = 0
-    for m in _MAGIC.finditer(data, pos):
+    for at in _magic_offsets(data, pos):
         if tried >= 256 or len(out) >= MAX_RESULTS:
             break
-        if m.start() < pos:
+        if at < pos:
             continue
         tried += 1
-        got = compressed_at(data, m.start())
+        got = compressed_at(data, at)
         if got is not None and got[1] > 8:
-            out.append((got[0], m.start(), got[1], got[2]))
-            pos = m.start() + got[1]
+            out.append((got[0], at, got[1], got[2]))
+            pos = at + got[1]
     return out
+
+
+def _magic_offsets(data: bytes, pos: int) -> Iterator[int]:
+    """Offsets of gzip/zlib magic bytes at or after `pos`, in order: the matches of the regex
+    \\x1f\\x8b\\x08|\\x78[\\x01\\x5e\\x9c\\xda] (two never overlap), found by `find` per magic."""
+    heads = [(at, magic) for magic in _MAGICS if (at := data.find(magic, pos)) >= 0]
+    heapq.heapify(heads)
+    while heads:
+        at, magic = heads[0]
+        yield at
+        following = data.find(magic, at + 1)
+        if following >= 0:
+            heapq.heapreplace(heads, (following, magic))
+        else:
+            heapq.heappop(heads)
+
+
+# Where each region regex can match. Each one matches only bytes of its class and at least MIN_REGION
+# (base64url: 32) bytes, and has no anchors or lookaround: every match lies inside one maximal run of
+# its class bytes at least that long, and is found the same by a search over that run alone. So a
+# regex runs only over such runs, found by translate + find (a union class first: encrypted data
+# almost never holds 24 such bytes in a row, and then no regex runs at all).
+_URL_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789%+._~!*'();:@&=$,/?#[]-"
+_B64_CLASS = byte_class(_B64_CHARS + b"\r\n")
+_B64URL_CLASS = byte_class(_B64URL_CHARS)
+_B32_CLASS = byte_class(_B32_CHARS + b" \t\n\r\f\v")  # \s in a bytes pattern is [ \t\n\r\f\v]
+_HEX_CLASS = byte_class(_HEX_CHARS)
+_URL_CLASS = byte_class(_URL_CHARS)
+_ANY_CLASS = byte_class(_B64_CHARS + _B64URL_CHARS + _B32_CHARS + _HEX_CHARS + _URL_CHARS + b" \t\n\r\f\v")
+
+
+def _matches(data: bytes, pattern: re.Pattern, table: bytes, min_len: int, windows: list[tuple[int, int]]):
+    """`pattern.finditer(data)` for a pattern matching only bytes marked in `table`, >= `min_len` of
+    them, searched only inside runs of such bytes (within `windows`, runs of a superset class)."""
+    for ws, we in windows:
+        for s, e in long_runs(data[ws:we].translate(table), min_len):
+            yield from pattern.finditer(data, ws + s, ws + e)
 
 
 def _regions(data: bytes) -> list[tuple[str, int, int, bytes]]:
@@ -135,21 +174,20 @@ def _regions(data: bytes) -> list[tuple[str, int, int, bytes]]:
     n = len(data)
     if n < MIN_REGION:
         return out
-    alnum = count_of(data, _B64_CHARS)
-    if alnum >= MIN_REGION:
-        for m in _B64_RUN.finditer(data):
-            raw = _WS.sub(b"", m.group())
-            raw = raw[: len(raw) - len(raw) % 4]
-            if len(raw) < MIN_REGION or count_of(raw, _HEX_CHARS) == len(raw):
-                continue  # pure hex digits: leave them to the hex decoder
-            if count_of(raw, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=") == len(raw) and len(raw) % 8 == 0:
-                continue  # base32 alphabet only: leave to the base32 decoder
-            try:
-                out.append(("base64", m.start(), m.end() - m.start(), base64.b64decode(raw, validate=True)))
-            except (binascii.Error, ValueError):
-                pass
-    if count_of(data, _B64URL_CHARS) >= 32 and (data.find(b"-") >= 0 or data.find(b"_") >= 0):
-        for m in _B64URL_RUN.finditer(data):
+    windows = long_runs(data.translate(_ANY_CLASS), MIN_REGION)
+    for m in _matches(data, _B64_RUN, _B64_CLASS, MIN_REGION, windows):
+        raw = _WS.sub(b"", m.group())
+        raw = raw[: len(raw) - len(raw) % 4]
+        if len(raw) < MIN_REGION or count_of(raw, _HEX_CHARS) == len(raw):
+            continue  # pure hex digits: leave them to the hex decoder
+        if count_of(raw, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=") == len(raw) and len(raw) % 8 == 0:
+            continue  # base32 alphabet only: leave to the base32 decoder
+        try:
+            out.append(("base64", m.start(), m.end() - m.start(), base64.b64decode(raw, validate=True)))
+        except (binascii.Error, ValueError):
+            pass
+    if windows and (data.find(b"-") >= 0 or data.find(b"_") >= 0):
+        for m in _matches(data, _B64URL_RUN, _B64URL_CLASS, 32, windows):
             raw = m.group().rstrip(b"=")
             if b"-" not in raw and b"_" not in raw:
                 continue
@@ -158,29 +196,28 @@ def _regions(data: bytes) -> list[tuple[str, int, int, bytes]]:
                             base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))))
             except (binascii.Error, ValueError):
                 pass
-    if count_of(data, _B32_CHARS) >= MIN_REGION:
-        for m in _B32_RUN.finditer(data):
-            raw = _WS.sub(b"", m.group())
-            if len(raw) % 8:
-                continue
-            try:
-                out.append(("base32", m.start(), m.end() - m.start(), base64.b32decode(raw)))
-            except (binascii.Error, ValueError):
-                pass
-    if count_of(data, _HEX_CHARS) >= MIN_REGION:
-        for m in _HEX_RUN.finditer(data):
-            try:
-                out.append(("hex", m.start(), m.end() - m.start(), binascii.unhexlify(m.group())))
-            except (binascii.Error, ValueError):
-                pass
+    for m in _matches(data, _B32_RUN, _B32_CLASS, MIN_REGION, windows):
+        raw = _WS.sub(b"", m.group())
+        if len(raw) % 8:
+            continue
+        try:
+            out.append(("base32", m.start(), m.end() - m.start(), base64.b32decode(raw)))
+        except (binascii.Error, ValueError):
+            pass
+    for m in _matches(data, _HEX_RUN, _HEX_CLASS, MIN_REGION, windows):
+        try:
+            out.append(("hex", m.start(), m.end() - m.start(), binascii.unhexlify(m.group())))
+        except (binascii.Error, ValueError):
+            pass
     if data.find(b"=") >= 0:
         escapes = len(_QP_HEX_ESCAPE.findall(data, 0, 1 << 16))
         if escapes >= 3:
             decoded = quopri.decodestring(data)
             if decoded != data:
                 out.append(("quoted-printable", 0, n, decoded))
-    if data.find(b"%") >= 0 and len(_URL_ESCAPE.findall(data, 0, 1 << 16)) >= 3:
-        for m in _URL_RUN.finditer(data):
+    if windows and data.find(b"%") >= 0 and len(_URL_ESCAPE.findall(data, 0, 1 << 16)) >= 3:
+        # A URL match shorter than MIN_REGION is dropped below: runs shorter than that need no search.
+        for m in _matches(data, _URL_RUN, _URL_CLASS, MIN_REGION, windows):
             if len(m.group()) >= MIN_REGION and len(_URL_ESCAPE.findall(m.group())) >= 3:
                 out.append(("url", m.start(), m.end() - m.start(), unquote_to_bytes(m.group().replace(b"+", b" "))))
     return out

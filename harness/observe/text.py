@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import zlib
 
+import numpy as np
+
 _ALNUM = bytes(range(0x30, 0x3A)) + bytes(range(0x41, 0x5B)) + bytes(range(0x61, 0x7B))
 _PRINTABLE = bytes([9, 10, 13]) + bytes(range(0x20, 0x7F))
 CANARY = re.compile(rb"\bCNRY-[0-9a-f]{16}\b")
@@ -54,13 +56,27 @@ def long_runs(marks: bytes, min_len: int) -> list[tuple[int, int]]:
 _PRINTABLE_CLASS = byte_class(_PRINTABLE)
 
 
-def text_spans(data: bytes, min_len: int = MIN_TEXT, max_gap: int = MAX_GAP) -> list[tuple[int, int]]:
+def printable_marks(data: bytes) -> bytes:
+    """`data` with each printable byte (tab, LF, CR, space..~) as 1, any other as 0. Computed once for a
+    buffer, it serves `text_spans`, `marked_fraction` and the transform scans of the same bytes."""
+    return data.translate(_PRINTABLE_CLASS)
+
+
+def marked_fraction(marks: bytes, end: int | None = None) -> float:
+    """The share of 1-bytes in marks[:end]: `printable_fraction(data[:end])` from `printable_marks(data)`."""
+    window = np.frombuffer(marks, dtype=np.bool_)[:end]
+    return int(np.count_nonzero(window)) / window.size if window.size else 0.0
+
+
+def text_spans(data: bytes, min_len: int = MIN_TEXT, max_gap: int = MAX_GAP,
+               marks: bytes | None = None) -> list[tuple[int, int]]:
     """[start, end) of printable text in `data`: runs of >= 6 printable bytes merged across gaps of
-    at most `max_gap` bytes, kept when >= `min_len` long and holding >= 8 letters/digits."""
+    at most `max_gap` bytes, kept when >= `min_len` long and holding >= 8 letters/digits. `marks`:
+    `printable_marks(data)`, when the caller has it already."""
     spans: list[list[int]] = []
     # The runs a regex [\t\n\r\x20-\x7e]{6,} would match (maximal, >= 6 long), found by translate +
     # find: encrypted streams hold many short printable runs, and a regex attempt per byte cost more.
-    for s, e in long_runs(data.translate(_PRINTABLE_CLASS), 6):
+    for s, e in long_runs(printable_marks(data) if marks is None else marks, 6):
         if spans and s - spans[-1][1] <= max_gap:
             spans[-1][1] = e
         else:

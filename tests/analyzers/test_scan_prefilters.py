@@ -15,7 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.observe import transforms
-from harness.observe.text import _ALNUM, byte_class, count_of, long_runs, text_spans
+from harness.observe.text import (
+    _ALNUM,
+    byte_class,
+    count_of,
+    long_runs,
+    marked_fraction,
+    printable_fraction,
+    printable_marks,
+    text_spans,
+)
 
 _RUN = re.compile(rb"[\t\n\r\x20-\x7e]{6,}")
 
@@ -48,7 +57,7 @@ def _piece(rng: random.Random) -> bytes:
     text = _TEXT[: rng.randrange(4, len(_TEXT))]
     kind = rng.randrange(9)
     if kind == 0:
-        return rng.randbytes(rng.randrange(1, 80))
+        return rng.randbytes(rng.randrange(1, 80)) if rng.random() < 0.8 else b"\f\v"[rng.randrange(2):]
     if kind == 1:
         return base64.b64encode(text)
     if kind == 2:
@@ -86,7 +95,13 @@ def test_fast_scans_equal_the_regex_scans_on_mixtures():
         data = _mixture(rng)
         assert text_spans(data) == reference_text_spans(data)
         assert text_spans(data, min_len=16, max_gap=1) == reference_text_spans(data, 16, 1)
-        assert transforms._regions(data) == reference_regions(data), data
+        expected = reference_regions(data)
+        assert transforms._regions(data) == expected, data
+        marks = printable_marks(data)
+        assert transforms._regions(data, marks) == expected, data
+        assert text_spans(data, marks=marks) == text_spans(data)
+        assert marked_fraction(marks, 8192) == printable_fraction(data[:8192])
+        assert transforms.undo_transforms(data, marks=marks) == transforms.undo_transforms(data)
 
 
 def test_fast_scans_equal_the_regex_scans_on_random_bytes():
@@ -99,11 +114,12 @@ def test_fast_scans_equal_the_regex_scans_on_random_bytes():
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([b"A", b"z", b"0", b"+", b"/", b"=", b"\r\n", b" ", b"%4", b"1", b"-", b"_",
-                                 b"\x00", b"\xff", b"Q", b"7", b"f", b"\t", b".", b"hello "]), max_size=120))
+                                 b"\x00", b"\xff", b"Q", b"7", b"f", b"\t", b".", b"hello ", b"\f", b"\v"]), max_size=120))
 def test_fast_scans_equal_the_regex_scans_on_alphabet_soup(parts):
     data = b"".join(parts)
     assert text_spans(data) == reference_text_spans(data)
     assert transforms._regions(data) == reference_regions(data)
+    assert transforms._regions(data, printable_marks(data)) == reference_regions(data)
 
 
 _MAGIC = re.compile(rb"\x1f\x8b\x08|\x78[\x01\x5e\x9c\xda]")

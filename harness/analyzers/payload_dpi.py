@@ -26,13 +26,13 @@ from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.packet_index import PacketIndex
 from harness.observe.stream_clock import StreamClock
 from harness.observe.text import (
+    PrintableView,
     as_text,
     canary_tokens,
     email_addresses,
     excerpt,
     lines,
     printable_fraction,
-    printable_marks,
     text_spans,
 )
 from harness.observe.tls_wire import (
@@ -562,25 +562,26 @@ class _FlowDpi:
                 if end <= start:
                     continue
                 segment = data[start:end]
-                marks = printable_marks(segment)  # one pass, for both scans
-                self.scan_text(segment, direction, start, len(segment), rule, marks=marks)
+                view = PrintableView(segment)  # one pass, for both scans
+                self.scan_text(segment, direction, start, len(segment), rule, view=view)
                 # Encoded or compressed regions (nested too): undone and read like clear text.
-                for result in undo_transforms(segment[:MAX_TRANSFORM_INPUT], marks=marks[:MAX_TRANSFORM_INPUT]):
+                capped = len(segment) > MAX_TRANSFORM_INPUT
+                for result in undo_transforms(segment[:MAX_TRANSFORM_INPUT], view=None if capped else view):
                     self.transformed.append((direction, start + result.offset, result.length, result.rule))
                     self.scan_text(result.data, direction, start + result.offset, result.length,
                                    f"{result.rule}-decoded", depth=1)
 
     def scan_text(self, data: bytes, direction: int, base: int, length: int, rule: str, depth: int = 0,
-                  marks: bytes | None = None) -> None:
+                  view: PrintableView | None = None) -> None:
         """Content, headers and base64-wrapped text in the printable parts of `data`.
 
         `base`/`length` locate `data` in the stream; for decoded data (rule ending in -decoded or
-        -inflated) they locate the encoded bytes, and offsets inside are not stream offsets. `marks`:
-        `printable_marks(data)` if the caller has it.
+        -inflated) they locate the encoded bytes, and offsets inside are not stream offsets. `view`:
+        `PrintableView(data)` if the caller has it.
         """
         decoded = rule.endswith(("-decoded", "-inflated"))
         confidence = {"relay-body": 0.9, "printable-run": 0.6}.get(rule, 0.85 if decoded else 0.7)
-        for s, e in text_spans(data, marks=marks):
+        for s, e in text_spans(data, view=view):
             text = data[s:e]
             if decoded:
                 self.emit_content(text, direction, base, length, rule, confidence)

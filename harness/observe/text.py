@@ -56,27 +56,38 @@ def long_runs(marks: bytes, min_len: int) -> list[tuple[int, int]]:
 _PRINTABLE_CLASS = byte_class(_PRINTABLE)
 
 
-def printable_marks(data: bytes) -> bytes:
-    """`data` with each printable byte (tab, LF, CR, space..~) as 1, any other as 0. Computed once for a
-    buffer, it serves `text_spans`, `marked_fraction` and the transform scans of the same bytes."""
-    return data.translate(_PRINTABLE_CLASS)
+class PrintableView:
+    """One pass over a buffer's bytes, shared by `text_spans` and the transform scans of that buffer:
+    `marks` has 1 for each printable byte (tab, LF, CR, space..~) and 0 for any other; `runs` holds
+    [start, end) of each maximal run of >= 6 printable bytes."""
 
+    __slots__ = ("marks", "runs")
 
-def marked_fraction(marks: bytes, end: int | None = None) -> float:
-    """The share of 1-bytes in marks[:end]: `printable_fraction(data[:end])` from `printable_marks(data)`."""
-    window = np.frombuffer(marks, dtype=np.bool_)[:end]
-    return int(np.count_nonzero(window)) / window.size if window.size else 0.0
+    def __init__(self, data: bytes) -> None:
+        self.marks = data.translate(_PRINTABLE_CLASS)
+        self.runs = long_runs(self.marks, 6)
+
+    def runs_of(self, min_len: int) -> list[tuple[int, int]]:
+        """The maximal printable runs at least `min_len` (>= 6) long."""
+        return [r for r in self.runs if r[1] - r[0] >= min_len]
+
+    def fraction(self, end: int | None = None) -> float:
+        """`printable_fraction(data[:end])` (end >= 0)."""
+        size = len(self.marks) if end is None else min(len(self.marks), end)
+        if size < 1024:  # small: bytes.count beats numpy's call overhead
+            return self.marks.count(1, 0, size) / size if size > 0 else 0.0
+        return int(np.count_nonzero(np.frombuffer(self.marks, dtype=np.bool_, count=size))) / size
 
 
 def text_spans(data: bytes, min_len: int = MIN_TEXT, max_gap: int = MAX_GAP,
-               marks: bytes | None = None) -> list[tuple[int, int]]:
+               view: PrintableView | None = None) -> list[tuple[int, int]]:
     """[start, end) of printable text in `data`: runs of >= 6 printable bytes merged across gaps of
-    at most `max_gap` bytes, kept when >= `min_len` long and holding >= 8 letters/digits. `marks`:
-    `printable_marks(data)`, when the caller has it already."""
+    at most `max_gap` bytes, kept when >= `min_len` long and holding >= 8 letters/digits. `view`:
+    `PrintableView(data)`, when the caller has it already."""
     spans: list[list[int]] = []
     # The runs a regex [\t\n\r\x20-\x7e]{6,} would match (maximal, >= 6 long), found by translate +
     # find: encrypted streams hold many short printable runs, and a regex attempt per byte cost more.
-    for s, e in long_runs(printable_marks(data) if marks is None else marks, 6):
+    for s, e in (view or PrintableView(data)).runs:
         if spans and s - spans[-1][1] <= max_gap:
             spans[-1][1] = e
         else:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from harness.observe.text import (
+    PrintableView,
     byte_class,
     count_of,
     long_runs,
-    marked_fraction,
     printable_fraction,
 )
 
@@ -64,14 +64,24 @@ class Decoded:
         return ">".join(self.chain)
 
 
+_LETTERS = b"etaoin shrdlu"
+_ROT13 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                         b"NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
+# rot13 maps bytes one to one and commutes with lower(): the cues of rot13(data) are the rot13'd cues
+# counted in data, so the score of the rotated text needs no rotation.
+_COMMON_ROT13 = tuple(w.translate(_ROT13) for w in _COMMON)
+_LETTERS_ROT13 = _LETTERS.translate(_ROT13)
+
+
+def _score(low: bytes, size: int, words: tuple[bytes, ...], letters: bytes) -> float:
+    return (sum(low.count(w) for w in words) * 8 + count_of(low, letters) * 0.1) / size
+
+
 def english_score(data: bytes) -> float:
     """Common English words and letters per byte: text scores ~0.1+, rot13 text or noise near 0."""
     if not data:
         return 0.0
-    low = data.lower()
-    words = sum(low.count(w) for w in _COMMON)
-    letters = count_of(low, b"etaoin shrdlu")
-    return (words * 8 + letters * 0.1) / len(data)
+    return _score(data.lower(), len(data), _COMMON, _LETTERS)
 
 
 def _inflate(data: bytes, wbits: int) -> tuple[bytes, int] | None:
@@ -148,15 +158,17 @@ def _magic_offsets(data: bytes, pos: int) -> list[int]:
 # Where each region regex can match. Each one matches only bytes of its class and at least MIN_REGION
 # (base64url: 32) bytes, and has no anchors or lookaround: every match lies inside one maximal run of
 # its class bytes at least that long, and is found the same by a search over that run alone. So a
-# regex runs only over such runs, found by translate + find (a union class first: encrypted data
-# almost never holds 24 such bytes in a row, and then no regex runs at all).
+# regex runs only over such runs, found by translate + find: first the runs of a union class (encrypted
+# data almost never holds 24 such bytes in a row, nor English text, whose words spaces split), then
+# each alphabet's runs inside those. Base32 alone allows spaces: its runs are sought on their own.
 _URL_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789%+._~!*'();:@&=$,/?#[]-"
 _B64_CLASS = byte_class(_B64_CHARS + b"\r\n")
 _B64URL_CLASS = byte_class(_B64URL_CHARS)
 _B32_CLASS = byte_class(_B32_CHARS + b" \t\n\r\f\v")  # \s in a bytes pattern is [ \t\n\r\f\v]
+_B32_LETTER_CLASS = byte_class(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")  # one [A-Z2-7]{8} group of _B32_RUN
 _HEX_CLASS = byte_class(_HEX_CHARS)
 _URL_CLASS = byte_class(_URL_CHARS)
-_ANY_CLASS = byte_class(_B64_CHARS + _B64URL_CHARS + _B32_CHARS + _HEX_CHARS + _URL_CHARS + b" \t\n\r\f\v")
+_UNION_CLASS = byte_class(_B64_CHARS + b"\r\n" + _B64URL_CHARS + _HEX_CHARS + _URL_CHARS)  # all but base32
 
 
 def _matches(data: bytes, pattern: re.Pattern, table: bytes, min_len: int, windows: list[tuple[int, int]]):
@@ -167,19 +179,34 @@ def _matches(data: bytes, pattern: re.Pattern, table: bytes, min_len: int, windo
             yield from pattern.finditer(data, ws + s, ws + e)
 
 
-def _regions(data: bytes, marks: bytes | None = None) -> list[tuple[str, int, int, bytes]]:
-    """Encoded regions in `data` and what each decodes to (not yet judged readable). `marks`:
-    `printable_marks(data)`, when the caller has it."""
+def _runs_within(data: bytes, windows: list[tuple[int, int]], table: bytes,
+                 min_len: int = MIN_REGION) -> list[tuple[int, int]]:
+    """The runs (>= `min_len`) of bytes marked in `table` inside `windows`, as stream ranges."""
+    return [(ws + s, ws + e) for ws, we in windows for s, e in long_runs(data[ws:we].translate(table), min_len)]
+
+
+def _regions(data: bytes, view: PrintableView | None = None) -> list[tuple[str, int, int, bytes]]:
+    """Encoded regions in `data` and what each decodes to (not yet judged readable). `view`:
+    `PrintableView(data)`, when the caller has it."""
     out: list[tuple[str, int, int, bytes]] = []
     n = len(data)
     if n < MIN_REGION:
         return out
-    if marks is not None and data.find(b"\f") < 0 and data.find(b"\v") < 0:
-        # Without \f and \v every byte of these alphabets is printable: their runs lie in printable runs.
-        windows = [(ps + s, ps + e) for ps, pe in long_runs(marks, MIN_REGION)
-                   for s, e in long_runs(data[ps:pe].translate(_ANY_CLASS), MIN_REGION)]
+    if view is not None:
+        # Every byte of the union alphabet is printable: its runs lie inside printable runs.
+        printable = view.runs_of(MIN_REGION)
+        windows = _runs_within(data, printable, _UNION_CLASS)
+        # So does a base32 run, unless \f or \v (its only unprintable bytes) occur. Either way a match
+        # begins with 8 base32 letters in a row, which are printable: with no such group, no match.
+        if data.find(b"\f") < 0 and data.find(b"\v") < 0:
+            b32_windows = _runs_within(data, printable, _B32_CLASS)
+        elif _runs_within(data, view.runs_of(8), _B32_LETTER_CLASS, 8):
+            b32_windows = long_runs(data.translate(_B32_CLASS), MIN_REGION)
+        else:
+            b32_windows = []
     else:
-        windows = long_runs(data.translate(_ANY_CLASS), MIN_REGION)
+        windows = long_runs(data.translate(_UNION_CLASS), MIN_REGION)
+        b32_windows = long_runs(data.translate(_B32_CLASS), MIN_REGION)
     for m in _matches(data, _B64_RUN, _B64_CLASS, MIN_REGION, windows):
         raw = _WS.sub(b"", m.group())
         raw = raw[: len(raw) - len(raw) % 4]
@@ -201,7 +228,7 @@ def _regions(data: bytes, marks: bytes | None = None) -> list[tuple[str, int, in
                             base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))))
             except (binascii.Error, ValueError):
                 pass
-    for m in _matches(data, _B32_RUN, _B32_CLASS, MIN_REGION, windows):
+    for m in _matches(data, _B32_RUN, _B32_CLASS, MIN_REGION, b32_windows):
         raw = _WS.sub(b"", m.group())
         if len(raw) % 8:
             continue
@@ -228,20 +255,21 @@ def _regions(data: bytes, marks: bytes | None = None) -> list[tuple[str, int, in
     return out
 
 
-def _rot13(data: bytes) -> bytes | None:
-    """The rot13 of printable `data` when it reads as English and `data` does not."""
-    if len(data) < MIN_REGION or printable_fraction(data) < READABLE:
+def _rot13(data: bytes, view: PrintableView | None = None) -> bytes | None:
+    """The rot13 of printable `data` when it reads as English and `data` does not. `view`:
+    `PrintableView(data)`, when the caller has it."""
+    if len(data) < MIN_REGION or (view.fraction() if view is not None else printable_fraction(data)) < READABLE:
         return None
-    rotated = codecs.encode(data.decode("latin-1"), "rot13").encode("latin-1")
-    before, after = english_score(data), english_score(rotated)
-    if after >= 0.12 and after > 2.5 * before + 0.02:
-        return rotated
+    low = data.lower()
+    after = _score(low, len(data), _COMMON_ROT13, _LETTERS_ROT13)  # english_score(rot13(data))
+    if after >= 0.12 and after > 2.5 * _score(low, len(data), _COMMON, _LETTERS) + 0.02:
+        return codecs.encode(data.decode("latin-1"), "rot13").encode("latin-1")
     return None
 
 
-def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH, marks: bytes | None = None) -> list[Decoded]:
-    """Every readable result of undoing transforms in `data` (chains of at most `max_depth`). `marks`:
-    `harness.observe.text.printable_marks(data)`, when the caller has it (saves a pass over `data`)."""
+def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH, view: PrintableView | None = None) -> list[Decoded]:
+    """Every readable result of undoing transforms in `data` (chains of at most `max_depth`). `view`:
+    `harness.observe.text.PrintableView(data)`, when the caller has it (saves passes over `data`)."""
     results: list[Decoded] = []
     seen: set[bytes] = set()
 
@@ -253,11 +281,11 @@ def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH, marks: bytes | N
             return
         if chain:
             seen.add(key)
-        top = not chain and marks is not None
-        readable = (marked_fraction(marks, 8192) if top else printable_fraction(buf[:8192])) > READABLE
+        top = view if not chain else None
+        readable = (top.fraction(8192) if top is not None else printable_fraction(buf[:8192])) > READABLE
         found_inner = False
         steps = _compressed(buf)
-        steps += _regions(buf, marks if top else None) if len(chain) < max_depth else []
+        steps += _regions(buf, top) if len(chain) < max_depth else []
         for name, off, ln, out in steps:
             if not out or len(out) < 8:
                 continue
@@ -273,7 +301,7 @@ def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH, marks: bytes | N
             elif not found_inner or printable_fraction(buf) > 0.98:
                 results.append(Decoded(chain, offset, length, buf))
         elif readable and not chain:
-            rot = _rot13(buf)
+            rot = _rot13(buf, view)
             if rot is not None:
                 results.append(Decoded(("rot13",), offset, length, rot))
 

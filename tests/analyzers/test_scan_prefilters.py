@@ -17,12 +17,11 @@ from hypothesis import strategies as st
 from harness.observe import transforms
 from harness.observe.text import (
     _ALNUM,
+    PrintableView,
     byte_class,
     count_of,
     long_runs,
-    marked_fraction,
     printable_fraction,
-    printable_marks,
     text_spans,
 )
 
@@ -97,11 +96,13 @@ def test_fast_scans_equal_the_regex_scans_on_mixtures():
         assert text_spans(data, min_len=16, max_gap=1) == reference_text_spans(data, 16, 1)
         expected = reference_regions(data)
         assert transforms._regions(data) == expected, data
-        marks = printable_marks(data)
-        assert transforms._regions(data, marks) == expected, data
-        assert text_spans(data, marks=marks) == text_spans(data)
-        assert marked_fraction(marks, 8192) == printable_fraction(data[:8192])
-        assert transforms.undo_transforms(data, marks=marks) == transforms.undo_transforms(data)
+        view = PrintableView(data)
+        assert transforms._regions(data, view) == expected, data
+        assert text_spans(data, view=view) == text_spans(data)
+        assert view.runs_of(24) == long_runs(view.marks, 24)
+        assert view.fraction(8192) == printable_fraction(data[:8192])
+        assert view.fraction(8) == printable_fraction(data[:8]) and view.fraction() == printable_fraction(data)
+        assert transforms.undo_transforms(data, view=view) == transforms.undo_transforms(data)
 
 
 def test_fast_scans_equal_the_regex_scans_on_random_bytes():
@@ -119,7 +120,7 @@ def test_fast_scans_equal_the_regex_scans_on_alphabet_soup(parts):
     data = b"".join(parts)
     assert text_spans(data) == reference_text_spans(data)
     assert transforms._regions(data) == reference_regions(data)
-    assert transforms._regions(data, printable_marks(data)) == reference_regions(data)
+    assert transforms._regions(data, PrintableView(data)) == reference_regions(data)
 
 
 _MAGIC = re.compile(rb"\x1f\x8b\x08|\x78[\x01\x5e\x9c\xda]")
@@ -149,3 +150,30 @@ def test_excerpt_keeps_its_output():
         limit = rng.choice((5, 40, 120))
         assert excerpt(data, limit) == reference(data, limit)
         assert excerpt(data.decode("latin-1"), limit) == reference(data.decode("latin-1"), limit)
+
+
+def test_rot13_is_judged_as_by_rotating_and_scoring():
+    import codecs
+
+    def reference(data):
+        if len(data) < transforms.MIN_REGION or printable_fraction(data) < transforms.READABLE:
+            return None
+        rotated = codecs.encode(data.decode("latin-1"), "rot13").encode("latin-1")
+        before, after = transforms.english_score(data), transforms.english_score(rotated)
+        return rotated if after >= 0.12 and after > 2.5 * before + 0.02 else None
+
+    rng = random.Random(13)
+    english = _TEXT * 3 + b"The meeting is on the morning of the tenth, and please bring the notes for the board."
+    found = 0
+    for _ in range(1500):
+        cut = english[rng.randrange(40):][: rng.randrange(10, 300)]
+        data = codecs.encode(cut.decode(), "rot13").encode() if rng.random() < 0.5 else cut
+        if rng.random() < 0.3:
+            data = bytes(b if rng.random() < 0.9 else rng.randrange(256) for b in data)
+        expected = reference(data)
+        found += expected is not None
+        assert transforms._rot13(data) == expected
+        assert transforms._rot13(data, PrintableView(data)) == expected
+    assert found > 100
+    assert bytes(range(256)).translate(transforms._ROT13) == \
+        codecs.encode(bytes(range(256)).decode("latin-1"), "rot13").encode("latin-1")

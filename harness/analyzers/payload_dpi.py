@@ -156,6 +156,30 @@ def header_blocks(text: bytes) -> list[tuple[int, int]]:
     return blocks
 
 
+def encoded_text_parts(body: bytes) -> list[str]:
+    """The decoded text of each base64 or quoted-printable text part of a message; [] if it is malformed."""
+    if b"content-transfer-encoding" not in body.lower():
+        return []  # no part names an encoding (nothing to decode): spare the slow MIME parse
+    texts = []
+    try:
+        message = email.message_from_bytes(body, policy=email.policy.default)
+        for part in message.walk():
+            if part.is_multipart() or part.get_content_maintype() != "text":
+                continue
+            if str(part.get("Content-Transfer-Encoding", "")).lower() in ("base64", "quoted-printable"):
+                texts.append(part.get_content())
+    except Exception:  # a malformed MIME tree: the raw body is reported anyway
+        return []
+    return texts
+
+
+def _unstuff(raw: bytes) -> bytes:
+    """SMTP dot-unstuffing: a "." opening the data or a line is dropped (the regex (^|\\n)\\. -> \\1,
+    as literal replaces: its matches never overlap, and ^ is the data's start only)."""
+    body = raw[1:] if raw.startswith(b".") else raw
+    return body.replace(b"\n.", b"\n")
+
+
 def first_datagram(flow: Flow, clock: StreamClock, direction: int) -> bytes:
     spans = clock.chunk_spans(direction)
     if not spans:
@@ -483,23 +507,14 @@ class _FlowDpi:
                       direction=CLIENT, offset=offset, length=0)
 
     def _smtp_message(self, raw: bytes, offset: int, dot_stuffed: bool) -> None:
-        body = re.sub(rb"(^|\n)\.", rb"\1", raw) if dot_stuffed else raw
+        body = _unstuff(raw) if dot_stuffed else raw
         if not body:
             return
         self.emit_content(body, CLIENT, offset, len(raw), "smtp-data", 1.0)
         header_end = body.find(b"\r\n\r\n")
         header_end = len(body) if header_end < 0 else header_end + 2
         self.headers(body, 0, header_end, CLIENT, offset, confidence=0.95, rule="smtp-data-header")
-        texts = []
-        try:
-            message = email.message_from_bytes(body, policy=email.policy.default)
-            for part in message.walk():
-                if part.is_multipart() or part.get_content_maintype() != "text":
-                    continue
-                if str(part.get("Content-Transfer-Encoding", "")).lower() in ("base64", "quoted-printable"):
-                    texts.append(part.get_content())
-        except Exception:  # a malformed MIME tree: the raw body was reported already
-            texts = []
+        texts = encoded_text_parts(body)
         if texts:
             self.emit_content("\n".join(texts).encode(), CLIENT, offset, len(raw), "mime-decoded", 1.0)
 

@@ -106,7 +106,12 @@ def as_text(data: bytes) -> str:
 
 def excerpt(data: bytes | str, limit: int = 120) -> str:
     """A short printable excerpt: whitespace runs collapsed, other unprintables shown as '.'."""
-    text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
+    if isinstance(data, (bytes, bytearray)):
+        # Only the first limit * 4 characters are read. Each comes from at most 4 bytes, and UTF-8
+        # decodes a character from its own bytes alone: decoding limit * 16 + 3 bytes gives them all.
+        text = data[: limit * 16 + 3].decode("utf-8", "replace")
+    else:
+        text = data
     text = " ".join(text[: limit * 4].split())
     # The replacement keeps the length, so only the characters that can be shown need it.
     shown = text[:limit]

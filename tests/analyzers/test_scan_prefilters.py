@@ -144,9 +144,13 @@ def test_excerpt_keeps_its_output():
         text = "".join(c if c.isprintable() else "." for c in text)
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
+    for data in ("\U0001F600".encode() * 200, "\u00e9".encode() * 300, b"\xf0\x9f" * 400, b"a " * 400):
+        assert excerpt(data) == reference(data)
     rng = random.Random(3)
     for _ in range(3000):
-        data = bytes(rng.choice(b"ab \t\n\x00\x7f\xc3\xa9\xff") for _ in range(rng.randrange(0, 300)))
+        alphabet = [b"a", b"b", b" ", b"\t", b"\n", b"\x00", b"\x7f", b"\xc3", b"\xa9", b"\xff", b"\xe2\x82\xac",
+                    b"\xe2\x82", b"\xf0\x9f\x98\x80", b"\xf0\x9f", b"\x80"]
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 700)))
         limit = rng.choice((5, 40, 120))
         assert excerpt(data, limit) == reference(data, limit)
         assert excerpt(data.decode("latin-1"), limit) == reference(data.decode("latin-1"), limit)
@@ -177,3 +181,24 @@ def test_rot13_is_judged_as_by_rotating_and_scoring():
     assert found > 100
     assert bytes(range(256)).translate(transforms._ROT13) == \
         codecs.encode(bytes(range(256)).decode("latin-1"), "rot13").encode("latin-1")
+
+
+def test_smtp_unstuffing_equals_the_regex():
+    from harness.analyzers.payload_dpi import _unstuff
+
+    rng = random.Random(17)
+    for _ in range(3000):
+        raw = b"".join(rng.choice([b".", b"\n", b"\r", b"a", b"\n.", b".."]) for _ in range(rng.randrange(0, 20)))
+        assert _unstuff(raw) == re.sub(rb"(^|\n)\.", rb"\1", raw), raw
+
+
+def test_mime_parts_are_read_only_when_an_encoding_is_named():
+    from harness.analyzers.payload_dpi import encoded_text_parts
+
+    plain = b"Subject: hi\r\nFrom: a@b.example\r\n\r\nline one\r\nline two\r\n"
+    assert encoded_text_parts(plain) == []
+    body = base64.b64encode(b"the secret plan").decode()
+    for name in (b"Content-Transfer-Encoding", b"CONTENT-transfer-Encoding"):
+        mime = (b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n" + name + b": base64\r\n\r\n"
+                + body.encode() + b"\r\n")
+        assert encoded_text_parts(mime) == ["the secret plan"]

@@ -171,18 +171,17 @@ _URL_CLASS = byte_class(_URL_CHARS)
 _UNION_CLASS = byte_class(_B64_CHARS + b"\r\n" + _B64URL_CHARS + _HEX_CHARS + _URL_CHARS)  # all but base32
 
 
-def _matches(data: bytes, pattern: re.Pattern, table: bytes, min_len: int, windows: list[tuple[int, int]]):
-    """`pattern.finditer(data)` for a pattern matching only bytes marked in `table`, >= `min_len` of
-    them, searched only inside runs of such bytes (within `windows`, runs of a superset class)."""
-    for ws, we in windows:
-        for s, e in long_runs(data[ws:we].translate(table), min_len):
-            yield from pattern.finditer(data, ws + s, ws + e)
-
-
 def _runs_within(data: bytes, windows: list[tuple[int, int]], table: bytes,
                  min_len: int = MIN_REGION) -> list[tuple[int, int]]:
     """The runs (>= `min_len`) of bytes marked in `table` inside `windows`, as stream ranges."""
     return [(ws + s, ws + e) for ws, we in windows for s, e in long_runs(data[ws:we].translate(table), min_len)]
+
+
+def _matches(data: bytes, pattern: re.Pattern, table: bytes, min_len: int, windows: list[tuple[int, int]]):
+    """`pattern.finditer(data)` for a pattern matching only bytes marked in `table`, >= `min_len` of
+    them, searched only inside runs of such bytes (within `windows`, runs of a superset class)."""
+    for s, e in _runs_within(data, windows, table, min_len):
+        yield from pattern.finditer(data, s, e)
 
 
 def _regions(data: bytes, view: PrintableView | None = None) -> list[tuple[str, int, int, bytes]]:

@@ -26,6 +26,7 @@ from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.packet_index import PacketIndex
 from harness.observe.stream_clock import StreamClock
 from harness.observe.text import (
+    PrintableView,
     as_text,
     canary_tokens,
     email_addresses,
@@ -155,6 +156,30 @@ def header_blocks(text: bytes) -> list[tuple[int, int]]:
     return blocks
 
 
+def encoded_text_parts(body: bytes) -> list[str]:
+    """The decoded text of each base64 or quoted-printable text part of a message; [] if it is malformed."""
+    if b"content-transfer-encoding" not in body.lower():
+        return []  # no part names an encoding (nothing to decode): spare the slow MIME parse
+    texts = []
+    try:
+        message = email.message_from_bytes(body, policy=email.policy.default)
+        for part in message.walk():
+            if part.is_multipart() or part.get_content_maintype() != "text":
+                continue
+            if str(part.get("Content-Transfer-Encoding", "")).lower() in ("base64", "quoted-printable"):
+                texts.append(part.get_content())
+    except Exception:  # a malformed MIME tree: the raw body is reported anyway
+        return []
+    return texts
+
+
+def _unstuff(raw: bytes) -> bytes:
+    """SMTP dot-unstuffing: a "." opening the data or a line is dropped (the regex (^|\\n)\\. -> \\1,
+    as literal replaces: its matches never overlap, and ^ is the data's start only)."""
+    body = raw[1:] if raw.startswith(b".") else raw
+    return body.replace(b"\n.", b"\n")
+
+
 def first_datagram(flow: Flow, clock: StreamClock, direction: int) -> bytes:
     spans = clock.chunk_spans(direction)
     if not spans:
@@ -169,7 +194,7 @@ class _FlowDpi:
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
         self.clock = views.clock(flow)
-        self.packets = PacketIndex(flow)
+        self._packets: PacketIndex | None = None  # built on the first located finding
         self.layout: StreamLayout = views.layout(flow)
         self.data = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
         self.out: dict[str, Finding] = {}
@@ -190,7 +215,9 @@ class _FlowDpi:
             evidence["length"] = length if length is not None else 0
         if direction is not None and offset is not None:
             t = self.clock.time(direction, offset)
-            evidence["packet"] = self.packets.packet(direction, offset)
+            if self._packets is None:
+                self._packets = PacketIndex(self.flow)
+            evidence["packet"] = self._packets.packet(direction, offset)
         else:
             t = self.flow.first_seen
         evidence["time" if timed else "seen_at"] = round(t, 6)
@@ -480,23 +507,14 @@ class _FlowDpi:
                       direction=CLIENT, offset=offset, length=0)
 
     def _smtp_message(self, raw: bytes, offset: int, dot_stuffed: bool) -> None:
-        body = re.sub(rb"(^|\n)\.", rb"\1", raw) if dot_stuffed else raw
+        body = _unstuff(raw) if dot_stuffed else raw
         if not body:
             return
         self.emit_content(body, CLIENT, offset, len(raw), "smtp-data", 1.0)
         header_end = body.find(b"\r\n\r\n")
         header_end = len(body) if header_end < 0 else header_end + 2
         self.headers(body, 0, header_end, CLIENT, offset, confidence=0.95, rule="smtp-data-header")
-        texts = []
-        try:
-            message = email.message_from_bytes(body, policy=email.policy.default)
-            for part in message.walk():
-                if part.is_multipart() or part.get_content_maintype() != "text":
-                    continue
-                if str(part.get("Content-Transfer-Encoding", "")).lower() in ("base64", "quoted-printable"):
-                    texts.append(part.get_content())
-        except Exception:  # a malformed MIME tree: the raw body was reported already
-            texts = []
+        texts = encoded_text_parts(body)
         if texts:
             self.emit_content("\n".join(texts).encode(), CLIENT, offset, len(raw), "mime-decoded", 1.0)
 
@@ -559,22 +577,26 @@ class _FlowDpi:
                 if end <= start:
                     continue
                 segment = data[start:end]
-                self.scan_text(segment, direction, start, len(segment), rule)
+                view = PrintableView(segment)  # one pass, for both scans
+                self.scan_text(segment, direction, start, len(segment), rule, view=view)
                 # Encoded or compressed regions (nested too): undone and read like clear text.
-                for result in undo_transforms(segment[:MAX_TRANSFORM_INPUT]):
+                capped = len(segment) > MAX_TRANSFORM_INPUT
+                for result in undo_transforms(segment[:MAX_TRANSFORM_INPUT], view=None if capped else view):
                     self.transformed.append((direction, start + result.offset, result.length, result.rule))
                     self.scan_text(result.data, direction, start + result.offset, result.length,
                                    f"{result.rule}-decoded", depth=1)
 
-    def scan_text(self, data: bytes, direction: int, base: int, length: int, rule: str, depth: int = 0) -> None:
+    def scan_text(self, data: bytes, direction: int, base: int, length: int, rule: str, depth: int = 0,
+                  view: PrintableView | None = None) -> None:
         """Content, headers and base64-wrapped text in the printable parts of `data`.
 
         `base`/`length` locate `data` in the stream; for decoded data (rule ending in -decoded or
-        -inflated) they locate the encoded bytes, and offsets inside are not stream offsets.
+        -inflated) they locate the encoded bytes, and offsets inside are not stream offsets. `view`:
+        `PrintableView(data)` if the caller has it.
         """
         decoded = rule.endswith(("-decoded", "-inflated"))
         confidence = {"relay-body": 0.9, "printable-run": 0.6}.get(rule, 0.85 if decoded else 0.7)
-        for s, e in text_spans(data):
+        for s, e in text_spans(data, view=view):
             text = data[s:e]
             if decoded:
                 self.emit_content(text, direction, base, length, rule, confidence)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from harness.observe.model import CLIENT, SERVER, Flow
 from harness.observe.relay_wire import (
@@ -104,7 +105,9 @@ def _direction_layout(data: bytes, direction: int, other: bytes) -> DirectionLay
     if is_tls_record(data, 0):
         return DirectionLayout("tls", tls_start=0, records=tls_records(data, 0))
     # STARTTLS (SMTP/IMAP: "STARTTLS", POP3: "STLS"): the client asks in clear, both sides then speak TLS.
-    asked = _STARTTLS.search(data[:1 << 16] if direction == CLIENT else other[:1 << 16])
+    # Either word holds "TLS": without it (any case) the case-blind regex cannot match, so it is not run.
+    command = data[:1 << 16] if direction == CLIENT else other[:1 << 16]
+    asked = _STARTTLS.search(command) if b"tls" in command.lower() else None
     if asked is not None:
         after = asked.end() if direction == CLIENT else 0
         start = find_tls_start(data, after, hello=1 if direction == CLIENT else 2)
@@ -160,7 +163,7 @@ def stream_layout(flow: Flow, clock: StreamClock | None = None) -> StreamLayout:
                 start = max(off, tail)
                 units.append(_tail_unit(layout, d.layer, direction, start, stop, t, size))
     _mark_tls13_handshake(layout, units)
-    units.sort(key=lambda u: (u.start_time, u.direction, u.offset))
+    units.sort(key=attrgetter("start_time", "direction", "offset"))
     layout.units = units
     return layout
 
@@ -179,16 +182,18 @@ def _tail_unit(layout: StreamLayout, layer: str, direction: int, start: int, sto
 
 def _tls_units(layout: StreamLayout, direction: int, data: bytes, clock: StreamClock) -> list[Unit]:
     out = []
-    for rec in layout.directions[direction].records:
-        if rec.type == TLS_APPLICATION_DATA:
-            kind, payload = "data", max(rec.length - layout.tls_overhead, 0)
-        elif rec.type == TLS_HANDSHAKE:
+    size, overhead, time = len(data), layout.tls_overhead, clock.time
+    for offset, rtype, _, length, _ in layout.directions[direction].records:
+        if rtype == TLS_APPLICATION_DATA:
+            kind, payload = "data", max(length - overhead, 0)
+        elif rtype == TLS_HANDSHAKE:
             kind, payload = "handshake", 0
         else:
             kind, payload = "control", 0
-        out.append(Unit(direction, rec.offset, rec.end, clock.time(direction, rec.offset),
-                        clock.time(direction, max(min(rec.end, len(data)) - 1, rec.offset)), "tls", payload,
-                        (rec.body_offset, min(rec.end, len(data))), kind, record_type=rec.type))
+        end = offset + 5 + length  # TlsRecord.end; the body starts after the 5-byte header
+        stop = min(end, size)
+        out.append(Unit(direction, offset, end, time(direction, offset), time(direction, max(stop - 1, offset)),
+                        "tls", payload, (offset + 5, stop), kind, record_type=rtype))
     return out
 
 
@@ -201,7 +206,7 @@ def _mark_tls13_handshake(layout: StreamLayout, units: list[Unit]) -> None:
     hello = layout.server_hello
     if hello is None or hello.version != 0x0304:
         return
-    tls = sorted((u for u in units if u.layer == "tls" and u.kind == "data"), key=lambda u: (u.start_time, u.offset))
+    tls = sorted((u for u in units if u.layer == "tls" and u.kind == "data"), key=attrgetter("start_time", "offset"))
     client_data = [u for u in tls if u.direction == CLIENT]
     finished_time = client_data[0].start_time if client_data else float("inf")
     if client_data:
@@ -281,12 +286,16 @@ def control_size(candidates: list[Burst]) -> int | None:
     by at least 4 bursts, 30% of all, in both directions (acks go both ways, keepalives are echoed).
     A persistent connection of acked messages and keepalives has one; a request/response
     conversation, whose commands and replies vary in size, does not."""
-    sizes = Counter(b.payload for b in candidates)
-    if not sizes:
-        return None
-    size, count = sizes.most_common(1)[0]
-    directions = {b.direction for b in candidates if b.payload == size}
-    if size <= CONTROL_MAX and count >= 4 and count >= 0.3 * len(candidates) and len(directions) == 2:
+    return _control_size([(b, b.payload) for b in candidates])
+
+
+def _control_size(sized: list[tuple[Burst, int]]) -> int | None:
+    """`control_size` over (burst, its payload) pairs, each payload summed once."""
+    if len(sized) < 4:
+        return None  # fewer than 4 bursts: no size is shared by 4
+    size, count = Counter(p for _, p in sized).most_common(1)[0]
+    if size <= CONTROL_MAX and count >= 4 and count >= 0.3 * len(sized) and \
+            len({b.direction for b, p in sized if p == size}) == 2:
         return size
     return None
 
@@ -303,9 +312,10 @@ def message_bursts(layout: StreamLayout) -> list[Burst]:
     """
     candidates = bursts(layout)
     messages: list[Burst] = []
-    generic: list[Burst] = []
+    generic: list[tuple[Burst, int]] = []  # with each burst's payload, summed once
+    relay = layout.is_relay  # relay units ("relay", "relay-tail") come only from a relay-framed direction
     for b in candidates:
-        if any(u.layer.startswith("relay") for u in b.units):
+        if relay and any(u.layer.startswith("relay") for u in b.units):
             group: list[Unit] = []
             for u in b.units:
                 if u.kind != "data":
@@ -316,20 +326,20 @@ def message_bursts(layout: StreamLayout) -> list[Burst]:
                 group.append(u)
             if group:
                 messages.append(Burst(b.direction, group, "relay-data-envelope"))
-        elif b.payload > 0:
-            generic.append(b)
-    control = control_size(generic)
-    for b in generic:
-        if b.payload >= MESSAGE_MIN_PAYLOAD:
+        elif (payload := b.payload) > 0:
+            generic.append((b, payload))
+    control = _control_size(generic)
+    for b, payload in generic:
+        if payload >= MESSAGE_MIN_PAYLOAD:
             b.rule = "payload>=%d" % MESSAGE_MIN_PAYLOAD
             messages.append(b)
-        elif control is not None and b.payload > control:
+        elif control is not None and payload > control:
             b.rule = "above-control-size"
             messages.append(b)
     if not messages and layout.proto == "tcp":
-        client = [b for b in generic if b.direction == CLIENT]
+        client = [(b, payload) for b, payload in generic if b.direction == CLIENT]
         if client:
-            largest = max(client, key=lambda b: (b.payload, -b.start_time))
+            largest = max(client, key=lambda bp: (bp[1], -bp[0].start_time))[0]
             largest.rule = "largest-client-burst"
             messages.append(largest)
     messages.sort(key=lambda b: (b.start_time, b.direction, b.offset))

@@ -4,10 +4,13 @@ Part of the observe tier: it sees only observed flows, never the simulator or it
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 TLS_CHANGE_CIPHER_SPEC, TLS_ALERT, TLS_HANDSHAKE, TLS_APPLICATION_DATA, TLS_HEARTBEAT = 20, 21, 22, 23, 24
 _TLS_TYPES = frozenset((20, 21, 22, 23, 24))
+_RECORD_HEADER = struct.Struct(">BBBH")  # content type, version major, minor, length
 TLS_MAX_RECORD = (1 << 14) + 2048  # ciphertext limit in TLS 1.2; TLS 1.3 allows 2^14 + 256
 TLS13_OVERHEAD = 17  # 16-byte AEAD tag + 1 inner content-type byte
 # TLS 1.2 per-record overhead by cipher suite family (explicit nonce + tag); others unknown.
@@ -16,8 +19,9 @@ _TLS12_CHACHA_SUITES = frozenset((0xCCA8, 0xCCA9, 0xCCAA))
 TLS_VERSION_NAMES = {0x0300: "SSLv3", 0x0301: "TLSv1.0", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
 
 
-@dataclass(frozen=True)
-class TlsRecord:
+class TlsRecord(NamedTuple):
+    """One record header as read (a named tuple: a stream holds many, and a tuple is cheap to build)."""
+
     offset: int  # stream offset of the 5-byte header
     type: int
     version: int
@@ -45,11 +49,12 @@ def is_tls_record(data: bytes, pos: int) -> bool:
 def tls_records(data: bytes, start: int = 0, limit: int = 1 << 20) -> list[TlsRecord]:
     """Back-to-back TLS records from `start` until the framing stops (or the stream ends)."""
     records: list[TlsRecord] = []
-    pos = start
-    while len(records) < limit and is_tls_record(data, pos):
-        length = (data[pos + 3] << 8) | data[pos + 4]
-        records.append(TlsRecord(pos, data[pos], (data[pos + 1] << 8) | data[pos + 2], length,
-                                 pos + 5 + length <= len(data)))
+    pos, size = start, len(data)
+    while len(records) < limit and pos + 5 <= size:
+        ctype, major, minor, length = _RECORD_HEADER.unpack_from(data, pos)  # the test of is_tls_record
+        if ctype not in _TLS_TYPES or major != 3 or minor > 4 or not 0 < length <= TLS_MAX_RECORD:
+            break
+        records.append(TlsRecord(pos, ctype, (major << 8) | minor, length, pos + 5 + length <= size))
         pos += 5 + length
     return records
 

@@ -17,7 +17,13 @@ import zlib
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from harness.observe.text import count_of, printable_fraction
+from harness.observe.text import (
+    PrintableView,
+    byte_class,
+    count_of,
+    long_runs,
+    printable_fraction,
+)
 
 MAX_DEPTH = 5  # transforms in one chain
 MAX_OUTPUT = 1 << 20  # bytes produced by one decode step
@@ -58,14 +64,24 @@ class Decoded:
         return ">".join(self.chain)
 
 
+_LETTERS = b"etaoin shrdlu"
+_ROT13 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                         b"NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
+# rot13 maps bytes one to one and commutes with lower(): the cues of rot13(data) are the rot13'd cues
+# counted in data, so the score of the rotated text needs no rotation.
+_COMMON_ROT13 = tuple(w.translate(_ROT13) for w in _COMMON)
+_LETTERS_ROT13 = _LETTERS.translate(_ROT13)
+
+
+def _score(low: bytes, size: int, words: tuple[bytes, ...], letters: bytes) -> float:
+    return (sum(low.count(w) for w in words) * 8 + count_of(low, letters) * 0.1) / size
+
+
 def english_score(data: bytes) -> float:
     """Common English words and letters per byte: text scores ~0.1+, rot13 text or noise near 0."""
     if not data:
         return 0.0
-    low = data.lower()
-    words = sum(low.count(w) for w in _COMMON)
-    letters = count_of(low, b"etaoin shrdlu")
-    return (words * 8 + letters * 0.1) / len(data)
+    return _score(data.lower(), len(data), _COMMON, _LETTERS)
 
 
 def _inflate(data: bytes, wbits: int) -> tuple[bytes, int] | None:
@@ -101,7 +117,8 @@ def compressed_at(data: bytes, pos: int = 0) -> tuple[str, int, bytes] | None:
     return None
 
 
-_MAGIC = re.compile(rb"\x1f\x8b\x08|\x78[\x01\x5e\x9c\xda]")
+_GZIP_MAGIC = re.compile(rb"\x1f\x8b\x08")
+_ZLIB_MAGIC = re.compile(rb"\x78[\x01\x5e\x9c\xda]")
 
 
 def _compressed(data: bytes) -> list[tuple[str, int, int, bytes]]:
@@ -116,40 +133,92 @@ def _compressed(data: bytes) -> list[tuple[str, int, int, bytes]]:
         out.append((got[0], pos, got[1], got[2]))
         pos += got[1]
     tried = 0
-    for m in _MAGIC.finditer(data, pos):
+    for at in _magic_offsets(data, pos):
         if tried >= 256 or len(out) >= MAX_RESULTS:
             break
-        if m.start() < pos:
+        if at < pos:
             continue
         tried += 1
-        got = compressed_at(data, m.start())
+        got = compressed_at(data, at)
         if got is not None and got[1] > 8:
-            out.append((got[0], m.start(), got[1], got[2]))
-            pos = m.start() + got[1]
+            out.append((got[0], at, got[1], got[2]))
+            pos = at + got[1]
     return out
 
 
-def _regions(data: bytes) -> list[tuple[str, int, int, bytes]]:
-    """Encoded regions in `data` and what each decodes to (not yet judged readable)."""
+def _magic_offsets(data: bytes, pos: int) -> list[int]:
+    """Offsets of gzip/zlib magic bytes at or after `pos`, in order: the matches of the regex
+    \\x1f\\x8b\\x08|\\x78[\\x01\\x5e\\x9c\\xda] (two never overlap), found as two regexes that each
+    start with a literal, which the regex engine seeks at C speed (the alternation tries every byte)."""
+    gzip_at = [m.start() for m in _GZIP_MAGIC.finditer(data, pos)]
+    zlib_at = [m.start() for m in _ZLIB_MAGIC.finditer(data, pos)]
+    return sorted(gzip_at + zlib_at) if gzip_at else zlib_at
+
+
+# Where each region regex can match. Each one matches only bytes of its class and at least MIN_REGION
+# (base64url: 32) bytes, and has no anchors or lookaround: every match lies inside one maximal run of
+# its class bytes at least that long, and is found the same by a search over that run alone. So a
+# regex runs only over such runs, found by translate + find: first the runs of a union class (encrypted
+# data almost never holds 24 such bytes in a row, nor English text, whose words spaces split), then
+# each alphabet's runs inside those. Base32 alone allows spaces: its runs are sought on their own.
+_URL_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789%+._~!*'();:@&=$,/?#[]-"
+_B64_CLASS = byte_class(_B64_CHARS + b"\r\n")
+_B64URL_CLASS = byte_class(_B64URL_CHARS)
+_B32_CLASS = byte_class(_B32_CHARS + b" \t\n\r\f\v")  # \s in a bytes pattern is [ \t\n\r\f\v]
+_B32_LETTER_CLASS = byte_class(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")  # one [A-Z2-7]{8} group of _B32_RUN
+_HEX_CLASS = byte_class(_HEX_CHARS)
+_URL_CLASS = byte_class(_URL_CHARS)
+_UNION_CLASS = byte_class(_B64_CHARS + b"\r\n" + _B64URL_CHARS + _HEX_CHARS + _URL_CHARS)  # all but base32
+
+
+def _runs_within(data: bytes, windows: list[tuple[int, int]], table: bytes,
+                 min_len: int = MIN_REGION) -> list[tuple[int, int]]:
+    """The runs (>= `min_len`) of bytes marked in `table` inside `windows`, as stream ranges."""
+    return [(ws + s, ws + e) for ws, we in windows for s, e in long_runs(data[ws:we].translate(table), min_len)]
+
+
+def _matches(data: bytes, pattern: re.Pattern, table: bytes, min_len: int, windows: list[tuple[int, int]]):
+    """`pattern.finditer(data)` for a pattern matching only bytes marked in `table`, >= `min_len` of
+    them, searched only inside runs of such bytes (within `windows`, runs of a superset class)."""
+    for s, e in _runs_within(data, windows, table, min_len):
+        yield from pattern.finditer(data, s, e)
+
+
+def _regions(data: bytes, view: PrintableView | None = None) -> list[tuple[str, int, int, bytes]]:
+    """Encoded regions in `data` and what each decodes to (not yet judged readable). `view`:
+    `PrintableView(data)`, when the caller has it."""
     out: list[tuple[str, int, int, bytes]] = []
     n = len(data)
     if n < MIN_REGION:
         return out
-    alnum = count_of(data, _B64_CHARS)
-    if alnum >= MIN_REGION:
-        for m in _B64_RUN.finditer(data):
-            raw = _WS.sub(b"", m.group())
-            raw = raw[: len(raw) - len(raw) % 4]
-            if len(raw) < MIN_REGION or count_of(raw, _HEX_CHARS) == len(raw):
-                continue  # pure hex digits: leave them to the hex decoder
-            if count_of(raw, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=") == len(raw) and len(raw) % 8 == 0:
-                continue  # base32 alphabet only: leave to the base32 decoder
-            try:
-                out.append(("base64", m.start(), m.end() - m.start(), base64.b64decode(raw, validate=True)))
-            except (binascii.Error, ValueError):
-                pass
-    if count_of(data, _B64URL_CHARS) >= 32 and (data.find(b"-") >= 0 or data.find(b"_") >= 0):
-        for m in _B64URL_RUN.finditer(data):
+    if view is not None:
+        # Every byte of the union alphabet is printable: its runs lie inside printable runs.
+        printable = view.runs_of(MIN_REGION)
+        windows = _runs_within(data, printable, _UNION_CLASS)
+        # So does a base32 run, unless \f or \v (its only unprintable bytes) occur. Either way a match
+        # begins with 8 base32 letters in a row, which are printable: with no such group, no match.
+        if data.find(b"\f") < 0 and data.find(b"\v") < 0:
+            b32_windows = _runs_within(data, printable, _B32_CLASS)
+        elif _runs_within(data, view.runs_of(8), _B32_LETTER_CLASS, 8):
+            b32_windows = long_runs(data.translate(_B32_CLASS), MIN_REGION)
+        else:
+            b32_windows = []
+    else:
+        windows = long_runs(data.translate(_UNION_CLASS), MIN_REGION)
+        b32_windows = long_runs(data.translate(_B32_CLASS), MIN_REGION)
+    for m in _matches(data, _B64_RUN, _B64_CLASS, MIN_REGION, windows):
+        raw = _WS.sub(b"", m.group())
+        raw = raw[: len(raw) - len(raw) % 4]
+        if len(raw) < MIN_REGION or count_of(raw, _HEX_CHARS) == len(raw):
+            continue  # pure hex digits: leave them to the hex decoder
+        if count_of(raw, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=") == len(raw) and len(raw) % 8 == 0:
+            continue  # base32 alphabet only: leave to the base32 decoder
+        try:
+            out.append(("base64", m.start(), m.end() - m.start(), base64.b64decode(raw, validate=True)))
+        except (binascii.Error, ValueError):
+            pass
+    if windows and (data.find(b"-") >= 0 or data.find(b"_") >= 0):
+        for m in _matches(data, _B64URL_RUN, _B64URL_CLASS, 32, windows):
             raw = m.group().rstrip(b"=")
             if b"-" not in raw and b"_" not in raw:
                 continue
@@ -158,47 +227,48 @@ def _regions(data: bytes) -> list[tuple[str, int, int, bytes]]:
                             base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))))
             except (binascii.Error, ValueError):
                 pass
-    if count_of(data, _B32_CHARS) >= MIN_REGION:
-        for m in _B32_RUN.finditer(data):
-            raw = _WS.sub(b"", m.group())
-            if len(raw) % 8:
-                continue
-            try:
-                out.append(("base32", m.start(), m.end() - m.start(), base64.b32decode(raw)))
-            except (binascii.Error, ValueError):
-                pass
-    if count_of(data, _HEX_CHARS) >= MIN_REGION:
-        for m in _HEX_RUN.finditer(data):
-            try:
-                out.append(("hex", m.start(), m.end() - m.start(), binascii.unhexlify(m.group())))
-            except (binascii.Error, ValueError):
-                pass
+    for m in _matches(data, _B32_RUN, _B32_CLASS, MIN_REGION, b32_windows):
+        raw = _WS.sub(b"", m.group())
+        if len(raw) % 8:
+            continue
+        try:
+            out.append(("base32", m.start(), m.end() - m.start(), base64.b32decode(raw)))
+        except (binascii.Error, ValueError):
+            pass
+    for m in _matches(data, _HEX_RUN, _HEX_CLASS, MIN_REGION, windows):
+        try:
+            out.append(("hex", m.start(), m.end() - m.start(), binascii.unhexlify(m.group())))
+        except (binascii.Error, ValueError):
+            pass
     if data.find(b"=") >= 0:
         escapes = len(_QP_HEX_ESCAPE.findall(data, 0, 1 << 16))
         if escapes >= 3:
             decoded = quopri.decodestring(data)
             if decoded != data:
                 out.append(("quoted-printable", 0, n, decoded))
-    if data.find(b"%") >= 0 and len(_URL_ESCAPE.findall(data, 0, 1 << 16)) >= 3:
-        for m in _URL_RUN.finditer(data):
+    if windows and data.find(b"%") >= 0 and len(_URL_ESCAPE.findall(data, 0, 1 << 16)) >= 3:
+        # A URL match shorter than MIN_REGION is dropped below: runs shorter than that need no search.
+        for m in _matches(data, _URL_RUN, _URL_CLASS, MIN_REGION, windows):
             if len(m.group()) >= MIN_REGION and len(_URL_ESCAPE.findall(m.group())) >= 3:
                 out.append(("url", m.start(), m.end() - m.start(), unquote_to_bytes(m.group().replace(b"+", b" "))))
     return out
 
 
-def _rot13(data: bytes) -> bytes | None:
-    """The rot13 of printable `data` when it reads as English and `data` does not."""
-    if len(data) < MIN_REGION or printable_fraction(data) < READABLE:
+def _rot13(data: bytes, view: PrintableView | None = None) -> bytes | None:
+    """The rot13 of printable `data` when it reads as English and `data` does not. `view`:
+    `PrintableView(data)`, when the caller has it."""
+    if len(data) < MIN_REGION or (view.fraction() if view is not None else printable_fraction(data)) < READABLE:
         return None
-    rotated = codecs.encode(data.decode("latin-1"), "rot13").encode("latin-1")
-    before, after = english_score(data), english_score(rotated)
-    if after >= 0.12 and after > 2.5 * before + 0.02:
-        return rotated
+    low = data.lower()
+    after = _score(low, len(data), _COMMON_ROT13, _LETTERS_ROT13)  # english_score(rot13(data))
+    if after >= 0.12 and after > 2.5 * _score(low, len(data), _COMMON, _LETTERS) + 0.02:
+        return codecs.encode(data.decode("latin-1"), "rot13").encode("latin-1")
     return None
 
 
-def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH) -> list[Decoded]:
-    """Every readable result of undoing transforms in `data` (chains of at most `max_depth`)."""
+def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH, view: PrintableView | None = None) -> list[Decoded]:
+    """Every readable result of undoing transforms in `data` (chains of at most `max_depth`). `view`:
+    `harness.observe.text.PrintableView(data)`, when the caller has it (saves passes over `data`)."""
     results: list[Decoded] = []
     seen: set[bytes] = set()
 
@@ -210,10 +280,11 @@ def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH) -> list[Decoded]
             return
         if chain:
             seen.add(key)
-        readable = printable_fraction(buf[:8192]) > READABLE
+        top = view if not chain else None
+        readable = (top.fraction(8192) if top is not None else printable_fraction(buf[:8192])) > READABLE
         found_inner = False
         steps = _compressed(buf)
-        steps += _regions(buf) if len(chain) < max_depth else []
+        steps += _regions(buf, top) if len(chain) < max_depth else []
         for name, off, ln, out in steps:
             if not out or len(out) < 8:
                 continue
@@ -229,7 +300,7 @@ def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH) -> list[Decoded]
             elif not found_inner or printable_fraction(buf) > 0.98:
                 results.append(Decoded(chain, offset, length, buf))
         elif readable and not chain:
-            rot = _rot13(buf)
+            rot = _rot13(buf, view)
             if rot is not None:
                 results.append(Decoded(("rot13",), offset, length, rot))
 

@@ -93,7 +93,7 @@ class Activity(Analyzer):
     """Online periods, received volume, size classes and known-document fingerprints per device."""
 
     id = ID
-    cost = 2.0  # relative per-flow CPU cost (Analyzer.cost): balances harness analyze --jobs
+    cost = 2.0  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
     description = ("Reports when each device was online (its packets, keep-alives included), how many "
                    "messages it received, each message's size class (receipt, chat, e-mail, attachment) "
                    "and messages whose size matches a known document.")

@@ -68,7 +68,7 @@ class KeepaliveActivity(Analyzer):
     """Relay keep-alives off the device's period: moments its user was active."""
 
     id = ID
-    cost = 0.1  # relative per-flow CPU cost (Analyzer.cost): balances harness analyze --jobs
+    cost = 0.05  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
     description = ("Learns each relay device's keep-alive period from the clear envelope headers and reports "
                    "every keep-alive off that period as a moment of user activity, tied to the next data "
                    "envelope the device sends (timing).")

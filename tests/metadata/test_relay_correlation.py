@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from harness.analyzers.relay_correlation import INBOUND, OUTBOUND, Bursts, correlate, disclosure, poisson_tail
 from harness.scoring import score
@@ -156,3 +157,26 @@ def test_a_hidden_verdict_with_telling_links_is_flagged(variants):
         assert d["guess_pvalue"] < 0.01 and flagged(r)
         assert "(but see *)" in render_markdown("bes-relay", [variants["none"], r])
     assert not flagged(variants["batching+cover+padding"])
+
+
+@given(st.lists(st.floats(-5, 100, allow_nan=False), max_size=200), st.integers(0, 239))
+def test_delay_bins_are_exactly_searchsorted(delays, at_edge):
+    """The fast delay binning gives searchsorted's answer, at the edges and just beside them too."""
+    import numpy as np
+
+    from harness.analyzers.relay_correlation import BINS, D_MIN, WINDOW, delay_bins
+
+    edges = np.concatenate([[0.0], np.geomspace(D_MIN, WINDOW, BINS)])
+    e = edges[at_edge + 1]
+    d = np.array(delays + [e, np.nextafter(e, 0), np.nextafter(e, 1e9), 0.0], dtype=float)
+    assert (delay_bins(edges, d) == np.searchsorted(edges, d, side="right") - 1).all()
+
+
+@given(st.sets(st.integers(-4000, 4000), max_size=60), st.lists(st.integers(-5000, 5000), max_size=200))
+def test_value_positions_are_exactly_searchsorted(values, keys):
+    import numpy as np
+
+    from harness.analyzers.relay_correlation import value_positions
+
+    v, k = np.array(sorted(values), dtype=np.int64), np.array(keys, dtype=np.int64)
+    assert (value_positions(v, k) == np.searchsorted(v, k)).all()

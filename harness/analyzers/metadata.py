@@ -26,7 +26,7 @@ WELL_KNOWN_PORTS = {25: "smtp", 465: "smtps", 587: "submission", 143: "imap", 99
 _BURST_CONFIDENCE = {"relay-data-envelope": 0.9, "above-control-size": 0.7, "largest-client-burst": 0.5}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sent:
     """Per flow, what its client sent in message-sized bursts (kept for finish(), payload may be gone)."""
 

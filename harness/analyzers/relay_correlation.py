@@ -550,7 +550,7 @@ def disclosure(b: Bursts, model: DelayModel | None = None) -> Correlation | None
     return result
 
 
-@dataclass
+@dataclass(slots=True)
 class _Record:
     time: float
     device: str

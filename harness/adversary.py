@@ -25,10 +25,14 @@ def _analyze(paths: list[str], keys_path: str | None, progress, sink) -> tuple[d
     observer = Observer([str(p) for p in paths], progress=progress)  # refuses a non-capture before any work
     with fewer_gc_passes():
         result = run_analyzers(observer.flows(), knowledge, sink=sink)
+    return _document(result, list(observer.paths), observer.packets, observer.skipped, observer.notes), result
+
+
+def _document(result: AnalysisResult, paths: list[str], packets: int, skipped: Counter, notes: list[str]) -> dict:
+    """The findings document of one run: its flows in order of first packet, with what the reader counted."""
     flows = sorted(result.flows, key=lambda f: f.first_seen)
-    observation = Observation(captures=list(observer.paths), flows=flows, packets=observer.packets,
-                              skipped=observer.skipped, notes=observer.notes)
-    return findings_document(observation, result), result
+    observation = Observation(captures=paths, flows=flows, packets=packets, skipped=skipped, notes=notes)
+    return findings_document(observation, result)
 
 
 def analyze_captures(paths: list[str], keys_path: str | None = None, progress=None) -> dict:
@@ -53,10 +57,7 @@ def analyze_to_file(paths: list[str], keys_path: str | None, out_path: str | Pat
             Observer([str(p) for p in paths])  # refuses a non-capture before any process starts
             load_knowledge(keys_path)  # and a bad keys file
             result, seen = run_parallel([str(p) for p in paths], keys_path, jobs, sink, progress=progress is not None)
-            flows = sorted(result.flows, key=lambda f: f.first_seen)
-            observation = Observation(captures=seen["paths"], flows=flows, packets=seen["packets"],
-                                      skipped=seen["skipped"], notes=seen["notes"])
-            doc = findings_document(observation, result)
+            doc = _document(result, seen["paths"], seen["packets"], seen["skipped"], seen["notes"])
         else:
             doc, result = _analyze(paths, keys_path, progress, sink)
         sink.finish(doc)

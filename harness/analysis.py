@@ -167,7 +167,8 @@ class _Labels:
     def update(self, findings: Iterable[Finding], block: int = 0) -> None:
         """`block`: 0 for a flow's on_flow findings, 1 for those of finish (they come later in the document)."""
         for f in findings:
-            if f.flow is None or f.kind not in ("app", "payload-class"):
+            if f.flow is None or not ((f.kind == "app" and f.observable == "service")
+                                      or (f.kind == "payload-class" and isinstance(f.value, dict))):
                 continue
             self.offer((f.flow, f.kind), (f.confidence, (block, f.analyzer, f.kind, f.id), f.value))
 
@@ -181,7 +182,7 @@ class _Labels:
         row, value = self.labels[flow_id], candidate[2]
         if kind == "app":
             row["app"] = str(value)
-        elif isinstance(value, dict):
+        else:
             row["payload_class"] = value.get("class")
             row["entropy"] = value.get("entropy")
 

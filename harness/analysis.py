@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Iterable, Protocol
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
+from harness.findings_file import encode_finding
+from harness.sorted_spool import SEP, SortedSpool
 from harness.observe.model import Flow, Observation
 
 SCHEMA = "harness.findings/1"
@@ -77,6 +79,24 @@ class _Runner:
         for item in produced:  # a finding's id is a hash of its JSON: computed once per finding
             into.setdefault(item.id, item)
 
+    def finish_to_spool(self, analyzer: Analyzer, flows, spool: SortedSpool, labels: "_Labels") -> None:
+        """Run one analyzer's `finish`, encoding each finding into `spool` as it comes (an analyzer may
+        yield millions: none is held); on an exception everything it gave is dropped, as in `call`."""
+        point = spool.mark()
+        label_findings: dict[str, Finding] = {}
+        try:
+            for item in getattr(analyzer, "finish")(flows) or ():
+                if not isinstance(item, Finding):
+                    raise TypeError(f"finish yielded {type(item).__name__}, not Finding")
+                spool.add(finish_key(item), item.observable + _RS + encode_finding(item))
+                if _Labels.relevant(item):
+                    label_findings.setdefault(item.id, item)
+        except Exception as exc:  # noqa: BLE001 - contained: this call's findings are dropped, the run goes on
+            spool.rollback(point)
+            self.error(analyzer.id, exc, "finish")
+            return
+        labels.update(label_findings.values(), block=1)
+
     def summary_errors(self) -> list[str]:
         extra = [f"{aid}: {n - MAX_ERRORS_PER_ANALYZER} more errors not shown"
                  for aid, n in sorted(self._error_counts.items()) if n > MAX_ERRORS_PER_ANALYZER]
@@ -91,7 +111,18 @@ def flow_summary(flow: Flow) -> Flow:
     return replace(flow, payload=[bytearray(), bytearray()], chunks=[], derived={})
 
 
-FindingSink = Callable[[list[Finding], "str | None"], None]  # (a block of findings, its flow id or None: finish)
+class FindingSink(Protocol):
+    """Where `run_analyzers` streams the document's findings: each flow's block as Finding objects, then
+    finish's findings already encoded, in document order, as (sort key, JSON) pairs (`finish_key`)."""
+
+    def __call__(self, block: list[Finding], flow_id: str) -> None: ...
+
+    def finish_lines(self, keyed: Iterable[tuple[str, str]]) -> None: ...
+
+
+def finish_key(f: Finding) -> str:
+    """`_across_flows` as text (fields joined by SEP, which sorts below every character they hold)."""
+    return SEP.join(("1" if f.flow is not None else "0", f.flow or "", f.analyzer, f.kind, f.id))
 
 
 def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None,
@@ -129,17 +160,39 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
             labels.update(ordered)
             result.counts.update(f.observable for f in ordered)
             emit(ordered, flow.id)
-    final: dict[str, Finding] = {}
-    for analyzer in analyzers:
-        call(analyzer, "finish", seen, "finish", final)
-    if final:
-        ordered = sorted(final.values(), key=_across_flows)
-        labels.update(ordered, block=1)
-        result.counts.update(f.observable for f in ordered)
-        emit(ordered, None)
+    if sink is None:
+        final: dict[str, Finding] = {}
+        for analyzer in analyzers:
+            call(analyzer, "finish", seen, "finish", final)
+        if final:
+            ordered = sorted(final.values(), key=_across_flows)
+            labels.update(ordered, block=1)
+            result.counts.update(f.observable for f in ordered)
+            result.findings.extend(ordered)
+    else:
+        with SortedSpool() as spool:
+            for analyzer in analyzers:
+                runner.finish_to_spool(analyzer, seen, spool, labels)
+            sink.finish_lines(_unique_lines(spool, result.counts))
     result.label_candidates = labels.best
     result.errors = runner.summary_errors()
     return result
+
+
+_RS = "\x1e"  # between a spooled finish finding's observable and its JSON
+
+
+def _unique_lines(spool: SortedSpool, counts: Counter):
+    """Spooled finish findings in document order, a repeated id (same key) dropped (the first was kept),
+    counted per observable into `counts`."""
+    previous = None
+    for key, text in spool:
+        if key == previous:
+            continue
+        previous = key
+        observable, line = text.split(_RS, 1)
+        counts[observable] += 1
+        yield key, line
 
 
 def _within_flow(f: Finding) -> tuple:
@@ -167,10 +220,14 @@ class _Labels:
     def update(self, findings: Iterable[Finding], block: int = 0) -> None:
         """`block`: 0 for a flow's on_flow findings, 1 for those of finish (they come later in the document)."""
         for f in findings:
-            if f.flow is None or not ((f.kind == "app" and f.observable == "service")
-                                      or (f.kind == "payload-class" and isinstance(f.value, dict))):
-                continue
-            self.offer((f.flow, f.kind), (f.confidence, (block, f.analyzer, f.kind, f.id), f.value))
+            if self.relevant(f):
+                self.offer((f.flow, f.kind), (f.confidence, (block, f.analyzer, f.kind, f.id), f.value))
+
+    @staticmethod
+    def relevant(f: Finding) -> bool:
+        """Does `f` name a flow's app (an "app" finding about the service) or payload class?"""
+        return f.flow is not None and ((f.kind == "app" and f.observable == "service")
+                                       or (f.kind == "payload-class" and isinstance(f.value, dict)))
 
     def offer(self, key: tuple[str, str], candidate: tuple[float, tuple, object]) -> None:
         held = self.best.get(key)

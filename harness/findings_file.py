@@ -20,6 +20,11 @@ from harness.analyzers.interface import json_encoder
 _line = json_encoder((", ", ": "))  # the text json.dumps(item, sort_keys=True, default=str) gives
 
 
+def encode_finding(f: Finding) -> str:
+    """A finding's line in the document."""
+    return _line(f.to_json())
+
+
 def _write_document(out: IO[str], doc: dict, findings_spool: IO[str] | None) -> None:
     """`doc` without its findings; those come from `findings_spool` (already encoded) or doc["findings"]."""
     out.write("{\n")
@@ -31,7 +36,7 @@ def _write_document(out: IO[str], doc: dict, findings_spool: IO[str] | None) -> 
             out.write("[")
             while block := findings_spool.read(1 << 20):
                 out.write(block)
-            out.write("\n]")
+            out.write("\n]" if findings_spool.tell() else "]")  # as `document_text` writes an empty list
         elif key in ("findings", "flows"):
             items = doc.get(key, [])
             out.write("[" + ",".join("\n" + _line(item) for item in items) + ("\n]" if items else "]"))
@@ -66,6 +71,10 @@ class FindingsFile:
 
     def __call__(self, findings: Iterable[Finding], flow_id: str | None = None) -> None:
         self.lines(_line(f.to_json()) for f in findings)
+
+    def finish_lines(self, keyed: Iterable[tuple[str, str]]) -> None:
+        """Findings of `finish`, encoded, in document order behind their sort keys."""
+        self.lines(line for _key, line in keyed)
 
     def lines(self, encoded: Iterable[str]) -> None:
         """Append findings already encoded as JSON (one object per string)."""

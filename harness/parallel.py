@@ -23,7 +23,7 @@ from harness.analysis import AnalysisResult, _Labels, run_analyzers
 from harness.analyzers import Finding, registry
 from harness.findings_file import _line
 
-_SEP = "\x1f"  # between the sort key fields and the JSON on a spooled line (never in ids, kinds or flow ids)
+from harness.sorted_spool import SEP as _SEP  # between the sort key fields and the JSON on a spooled line
 
 
 def analyzer_groups(jobs: int, only: list[str] | None = None) -> list[list[str]]:
@@ -46,13 +46,18 @@ class _KeyedSpool:
         self.file = open(path, "w", encoding="utf-8")
         self.blocks: list[tuple[str | None, int]] = []
 
-    def __call__(self, findings: list[Finding], flow_id: str | None) -> None:
-        finish = flow_id is None
+    def __call__(self, findings: list[Finding], flow_id: str) -> None:
         write = self.file.write
         for f in findings:
-            key = (("1" if f.flow is not None else "0") + _SEP + (f.flow or "") + _SEP) if finish else ""
-            write(key + f.analyzer + _SEP + f.kind + _SEP + f.id + _SEP + _line(f.to_json()) + "\n")
+            write(f.analyzer + _SEP + f.kind + _SEP + f.id + _SEP + _line(f.to_json()) + "\n")
         self.blocks.append((flow_id, len(findings)))
+
+    def finish_lines(self, keyed) -> None:
+        write, n = self.file.write, 0
+        for key, line in keyed:
+            write(key + _SEP + line + "\n")
+            n += 1
+        self.blocks.append((None, n))
 
 
 @dataclass
@@ -87,6 +92,12 @@ def _work(paths: list[str], keys_path: str | None, group: list[str], spool: str,
                          list(observer.paths))
 
 
+def _read_lines(f, n: int):
+    """The next `n` lines of `f`, one at a time (a finish block can hold millions)."""
+    for _ in range(n):
+        yield f.readline()
+
+
 def _merge_blocks(spools: list[str], results: list[_WorkerResult], out) -> None:
     """Write every worker's findings to `out.lines` in single-process order: per flow block, then finish."""
     files = [open(p, encoding="utf-8") for p in spools]
@@ -100,7 +111,7 @@ def _merge_blocks(spools: list[str], results: list[_WorkerResult], out) -> None:
                 if at < len(res.blocks) and res.blocks[at][0] == flow_id:
                     n = res.blocks[at][1]
                     cursors[w] = at + 1
-                    parts.append([files[w].readline() for _ in range(n)])
+                    parts.append(_read_lines(files[w], n))
             if not parts:
                 continue
             lines = parts[0] if len(parts) == 1 else heapq.merge(*parts, key=lambda s: s.rsplit(_SEP, 1)[0])

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -589,8 +589,8 @@ class RelayCorrelation(Analyzer):
                                          first.msg_id if first.msg_id is not None else -1, flow.dst, flow.id, pin))
         return ()
 
-    def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
-        out: list[Finding] = []
+    def finish(self, flows: Sequence[Flow]) -> Iterator[Finding]:
+        """Per candidate relay, in address order; a generator, so only one relay's findings exist at once."""
         hubs: dict[str, list[_Record]] = {}
         for r in self._records:
             hubs.setdefault(r.hub, []).append(r)
@@ -608,8 +608,7 @@ class RelayCorrelation(Analyzer):
                 rounds = disclosure(b, c.model)
                 if rounds is not None:
                     c, rule = rounds, "statistical-disclosure"
-            out.extend(self._findings(hub, recs, devices, c, rule))
-        return out
+            yield from self._findings(hub, recs, devices, c, rule)
 
     def _findings(self, hub: str, recs: list[_Record], devices: list[str], c: Correlation,
                   rule: str) -> list[Finding]:

@@ -9,14 +9,14 @@ Like the analyzers, this sees only observed flows and the adversary's knowledge,
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
 from harness.findings_file import encode_finding
 from harness.sorted_spool import SEP, SortedSpool
-from harness.observe.model import Flow, Observation
+from harness.observe.model import Flow, FlowSummary, Observation
 
 SCHEMA = "harness.findings/1"
 MAX_ERRORS_PER_ANALYZER = 20
@@ -103,12 +103,12 @@ class _Runner:
         return self.errors + extra
 
 
-def flow_summary(flow: Flow) -> Flow:
-    """A copy of `flow` without its reassembled bytes and chunks, counters kept: what `finish` gets.
+def flow_summary(flow: Flow) -> FlowSummary:
+    """`flow` without its reassembled bytes and chunks, counters kept: what `finish` gets.
 
     The flow itself is left as it was; once the caller drops it (a streaming source does), its bytes go.
     """
-    return replace(flow, payload=[bytearray(), bytearray()], chunks=[], derived={})
+    return FlowSummary.of(flow)
 
 
 class FindingSink(Protocol):

@@ -34,6 +34,7 @@ shifts; links aggregate by sorting integer pair keys, O(P log P). Memory O(P). N
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
@@ -550,16 +551,34 @@ def disclosure(b: Bursts, model: DelayModel | None = None) -> Correlation | None
     return result
 
 
-@dataclass(slots=True)
-class _Record:
-    time: float
-    device: str
-    direction: int
-    size: int
-    ident: int
-    hub: str
-    flow: str
-    pin: str | None
+class _Records:
+    """Every message burst of every TCP flow, one row each, held in typed columns (about 40 bytes a row,
+    not a Python object: a large capture has millions); strings as codes into small tables."""
+
+    def __init__(self) -> None:
+        self.time = array("d")
+        self.direction = array("b")
+        self.size = array("q")
+        self.ident = array("q")
+        self.device = array("q")  # code into `names`: the flow's client address
+        self.hub = array("q")  # code into `names`: the flow's server endpoint
+        self.flow = array("q")  # code into `flows`
+        self.names: dict[str, int] = {}
+        self.flows: list[str] = []
+
+    def code(self, name: str) -> int:
+        return self.names.setdefault(name, len(self.names))
+
+    def by_hub(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(hub, its rows in the order they were added), hubs in address order."""
+        hub = np.frombuffer(self.hub, dtype=np.int64) if len(self.hub) else np.zeros(0, np.int64)
+        order = np.argsort(hub, kind="stable")
+        bounds = np.searchsorted(hub[order], np.arange(len(self.names) + 1))
+        names = list(self.names)
+        for code in sorted(range(len(names)), key=names.__getitem__):
+            rows = order[bounds[code]:bounds[code + 1]]
+            if len(rows):
+                yield names[code], rows
 
 
 @register
@@ -574,43 +593,57 @@ class RelayCorrelation(Analyzer):
 
     def __init__(self, knowledge) -> None:
         super().__init__(knowledge)
-        self._records: list[_Record] = []
+        self._rows = _Records()
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
         if flow.proto != "tcp":
             return ()
-        clock = views.clock(flow)
-        layout = views.layout(flow)
+        rows = self._rows
+        device, hub, flow_code = rows.code(flow.src_ip), rows.code(flow.dst), len(rows.flows)
+        added = False
         for burst in views.messages(flow):
             first = burst.units[0]
-            pin = f"pin:{first.pin:08x}" if first.pin is not None else None
-            self._records.append(_Record(burst.start_time, flow.src_ip,
-                                         INBOUND if burst.direction == CLIENT else OUTBOUND, burst.payload,
-                                         first.msg_id if first.msg_id is not None else -1, flow.dst, flow.id, pin))
+            rows.time.append(burst.start_time)
+            rows.direction.append(INBOUND if burst.direction == CLIENT else OUTBOUND)
+            rows.size.append(burst.payload)
+            rows.ident.append(first.msg_id if first.msg_id is not None else -1)
+            rows.device.append(device)
+            rows.hub.append(hub)
+            rows.flow.append(flow_code)
+            added = True
+        if added:
+            rows.flows.append(flow.id)
         return ()
 
     def finish(self, flows: Sequence[Flow]) -> Iterator[Finding]:
         """Per candidate relay, in address order; a generator, so only one relay's findings exist at once."""
-        hubs: dict[str, list[_Record]] = {}
-        for r in self._records:
-            hubs.setdefault(r.hub, []).append(r)
-        for hub in sorted(hubs):
-            recs = hubs[hub]
-            devices = sorted({r.device for r in recs})
-            if len(devices) < 2 or {r.direction for r in recs} != {INBOUND, OUTBOUND}:
+        rows = self._rows
+        names = list(rows.names)
+        columns = {k: np.frombuffer(getattr(rows, k), dtype=dt) if len(rows.time) else np.zeros(0, dt)
+                   for k, dt in (("time", np.float64), ("direction", np.int8), ("size", np.int64),
+                                 ("ident", np.int64), ("device", np.int64), ("flow", np.int64))}
+        for hub, at in rows.by_hub():
+            device_codes = columns["device"][at]
+            direction = columns["direction"][at]
+            present = np.unique(device_codes)
+            devices = sorted(names[c] for c in present.tolist())
+            if len(devices) < 2 or set(np.unique(direction).tolist()) != {INBOUND, OUTBOUND}:
                 continue  # not a relay: nothing comes back out to other devices
-            code = {d: n for n, d in enumerate(devices)}
-            b = Bursts([r.time for r in recs], [code[r.device] for r in recs], [r.direction for r in recs],
-                       [r.size for r in recs], [r.ident for r in recs])
+            local = np.zeros(len(names), np.int64)
+            position = {name: n for n, name in enumerate(devices)}
+            local[present] = [position[names[c]] for c in present.tolist()]
+            b = Bursts(columns["time"][at], local[device_codes], direction, columns["size"][at],
+                       columns["ident"][at])
             c = correlate(b)
             rule = "relay-delay-size-correlation"
             if c.model.support is None:
                 rounds = disclosure(b, c.model)
                 if rounds is not None:
                     c, rule = rounds, "statistical-disclosure"
-            yield from self._findings(hub, recs, devices, c, rule)
+            yield from self._findings(hub, b, [rows.flows[i] for i in columns["flow"][at].tolist()],
+                                      devices, c, rule)
 
-    def _findings(self, hub: str, recs: list[_Record], devices: list[str], c: Correlation,
+    def _findings(self, hub: str, b: Bursts, flow_ids: list[str], devices: list[str], c: Correlation,
                   rule: str) -> list[Finding]:
         out = []
         model = c.model
@@ -628,15 +661,18 @@ class RelayCorrelation(Analyzer):
                                ev, confidence=1.0 - link.pvalue))
         # Per outbound message: the adversary's distribution over senders (for anonymity metrics).
         cand: dict[int, dict[str, float]] = {}
+        sender = b.device.tolist()
         for j, i, p in zip(c.pair_out.tolist(), c.pair_in.tolist(), c.posterior.tolist()):
             d = cand.setdefault(j, {})
-            d[recs[i].device] = d.get(recs[i].device, 0.0) + p
+            name = devices[sender[i]]
+            d[name] = d.get(name, 0.0) + p
+        times, sizes = b.time.tolist(), b.size.tolist()
         for j, idx in enumerate(c.out_index.tolist()):
-            r = recs[idx]
+            t = times[idx]
             dist = {k: round(v, 4) for k, v in sorted((cand.get(j) or {}).items()) if v >= CANDIDATE_MIN}
-            out.append(Finding(ID, "contacts", "sender-candidates", r.flow,
-                               {"recipient": r.device, "time": round(r.time, 3), "candidates": dist,
+            out.append(Finding(ID, "contacts", "sender-candidates", flow_ids[idx],
+                               {"recipient": devices[sender[idx]], "time": round(t, 3), "candidates": dist,
                                 "unattributed": round(max(float(c.none[j]), 0.0), 4)},
-                               {"rule": rule, "time": round(r.time, 6), "relay": hub,
-                                "bytes": r.size}, confidence=max(dist.values(), default=0.0)))
+                               {"rule": rule, "time": round(t, 6), "relay": hub,
+                                "bytes": sizes[idx]}, confidence=max(dist.values(), default=0.0)))
         return out

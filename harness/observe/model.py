@@ -4,8 +4,10 @@ Nothing here knows how a capture was made; a capture we simulated and one a user
 """
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterator, Mapping
 
 # Per direction, at most this many reassembled payload bytes are kept for payload analyzers.
 # Counters (packets, bytes, chunks) keep counting past the cap; `Flow.truncated` records it.
@@ -34,8 +36,24 @@ class Chunk:
     length: int  # number of new (not retransmitted) bytes
 
 
+class _Totals:
+    """Both directions together, for a Flow and its summary."""
+
+    __slots__ = ()
+    packets: "list[int] | tuple[int, int]"
+    bytes: "list[int] | tuple[int, int]"
+
+    @property
+    def total_packets(self) -> int:
+        return self.packets[0] + self.packets[1]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes[0] + self.bytes[1]
+
+
 @dataclass
-class Flow:
+class Flow(_Totals):
     """One TCP connection or UDP conversation as the tap saw it."""
 
     id: str  # flow_key(proto, src, dst); "#2", "#3" appended if the same 5-tuple is reused
@@ -60,13 +78,66 @@ class Flow:
     # analyzers share one of each (harness.observe.views); dropped with the payload.
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
-    @property
-    def total_packets(self) -> int:
-        return self.packets[0] + self.packets[1]
+
+
+class _NoAnomalies(Mapping):
+    """The anomalies of a summary whose flow had none: one shared, read-only, empty mapping."""
+
+    def __getitem__(self, key: str) -> int:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __reduce__(self) -> str:
+        return "_NO_ANOMALIES"  # unpickles as this module's one instance
+
+
+_NO_ANOMALIES = _NoAnomalies()
+
+
+@dataclass(slots=True)
+class FlowSummary(_Totals):
+    """A flow once its bytes are gone: Flow's counters, times and anomalies under Flow's names, so code
+    written for a Flow reads it (payload and chunks are empty). What `finish` and the findings document
+    get: a large capture has hundreds of thousands, so it is small (slots, shared strings, tuples)."""
+
+    id: str
+    proto: str
+    src: str
+    dst: str
+    src_ip: str
+    dst_ip: str
+    sport: int
+    dport: int
+    first_seen: float
+    last_seen: float
+    packets: tuple[int, int]
+    bytes: tuple[int, int]
+    payload_bytes: tuple[int, int]
+    truncated: tuple[bool, bool]
+    handshake: bool
+    anomalies: Mapping[str, int]
+
+    @classmethod
+    def of(cls, flow: Flow) -> "FlowSummary":
+        intern = sys.intern  # addresses and servers repeat across flows: one string each
+        return cls(flow.id, intern(flow.proto), flow.src, intern(flow.dst), intern(flow.src_ip),
+                   intern(flow.dst_ip), flow.sport, flow.dport, flow.first_seen, flow.last_seen,
+                   tuple(flow.packets), tuple(flow.bytes), tuple(flow.payload_bytes), tuple(flow.truncated),
+                   flow.handshake, Counter(flow.anomalies) if flow.anomalies else _NO_ANOMALIES)
 
     @property
-    def total_bytes(self) -> int:
-        return self.bytes[0] + self.bytes[1]
+    def payload(self) -> tuple[bytes, bytes]:
+        return b"", b""
+
+    @property
+    def chunks(self) -> tuple[()]:
+        return ()
+
 
 
 @dataclass

@@ -114,10 +114,10 @@ def test_bes_relay_without_envelope_ids(bes_relay, tmp_path):
     a = RelayCorrelation(Knowledge())
     for flow in observe([str(paths["pcap"])]).flows:
         a.on_flow(flow)
-    devices = sorted({r.device for r in a._records})
+    rows, names = a._rows, list(a._rows.names)
+    devices = sorted({names[c] for c in rows.device})
     code = {d: i for i, d in enumerate(devices)}
-    b = Bursts([r.time for r in a._records], [code[r.device] for r in a._records],
-               [r.direction for r in a._records], [r.size for r in a._records])
+    b = Bursts(list(rows.time), [code[names[c]] for c in rows.device], list(rows.direction), list(rows.size))
     owner = {u.device_ip: u.name for u in sim.truth.users}
     true = {(m.sender, m.recipient) for m in sim.truth.messages if m.sender != m.recipient}
     got = {(owner[devices[l.sender]], owner[devices[l.recipient]]) for l in correlate(b).links}

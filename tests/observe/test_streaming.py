@@ -67,8 +67,8 @@ def test_run_analyzers_takes_a_lazy_iterator_and_lets_each_flow_go(tmp_path):
     result = run_analyzers(watched(), Knowledge(), only=["metadata.flows"])
     assert len(result.flows) == 20 and max(alive_when_yielded) <= 1  # only the flow just handed over, if any
     for summary in result.flows:
-        assert summary.payload == [bytearray(), bytearray()] and summary.chunks == []
-        assert summary.payload_bytes == [5000, 0] and summary.total_packets == 3 + 4 + 3
+        assert summary.payload == (b"", b"") and not summary.chunks and not hasattr(summary, "__dict__")
+        assert summary.payload_bytes == (5000, 0) and summary.total_packets == 3 + 4 + 3
 
 
 def test_run_analyzers_leaves_a_list_of_flows_as_it_was(tmp_path):

@@ -25,14 +25,17 @@ def _analyze(paths: list[str], keys_path: str | None, progress, sink) -> tuple[d
     observer = Observer([str(p) for p in paths], progress=progress)  # refuses a non-capture before any work
     with fewer_gc_passes():
         result = run_analyzers(observer.flows(), knowledge, sink=sink)
-    return _document(result, list(observer.paths), observer.packets, observer.skipped, observer.notes), result
+    return _document(result, list(observer.paths), observer.packets, observer.skipped, observer.notes,
+                     lazy=sink is not None), result
 
 
-def _document(result: AnalysisResult, paths: list[str], packets: int, skipped: Counter, notes: list[str]) -> dict:
-    """The findings document of one run: its flows in order of first packet, with what the reader counted."""
+def _document(result: AnalysisResult, paths: list[str], packets: int, skipped: Counter, notes: list[str],
+              lazy: bool = False) -> dict:
+    """The findings document of one run: its flows in order of first packet, with what the reader counted
+    (`lazy`: the flow rows are made as the file writer reads them)."""
     flows = sorted(result.flows, key=lambda f: f.first_seen)
     observation = Observation(captures=paths, flows=flows, packets=packets, skipped=skipped, notes=notes)
-    return findings_document(observation, result)
+    return findings_document(observation, result, lazy)
 
 
 def analyze_captures(paths: list[str], keys_path: str | None = None, progress=None) -> dict:
@@ -57,7 +60,7 @@ def analyze_to_file(paths: list[str], keys_path: str | None, out_path: str | Pat
             Observer([str(p) for p in paths])  # refuses a non-capture before any process starts
             load_knowledge(keys_path)  # and a bad keys file
             result, seen = run_parallel([str(p) for p in paths], keys_path, jobs, sink, progress=progress is not None)
-            doc = _document(result, seen["paths"], seen["packets"], seen["skipped"], seen["notes"])
+            doc = _document(result, seen["paths"], seen["packets"], seen["skipped"], seen["notes"], lazy=True)
         else:
             doc, result = _analyze(paths, keys_path, progress, sink)
         sink.finish(doc)

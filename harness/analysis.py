@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Sequence
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
@@ -258,19 +258,40 @@ def flow_labels(flows: Iterable[Flow], findings: Iterable[Finding]) -> dict[str,
     return out
 
 
-def findings_document(observation: Observation, result: AnalysisResult) -> dict:
-    """The findings JSON document (schema harness.findings/1)."""
-    default = {"app": "unknown", "payload_class": None, "entropy": None}
-    flows = []
-    for flow in observation.flows:
-        label = result.flow_labels.get(flow.id, default)
-        flows.append({
+class FlowRows(Sequence):
+    """The document's "flows": one row per flow, built when read, not held (a large capture has hundreds of
+    thousands of flows and the file writer reads each row once)."""
+
+    _DEFAULT = {"app": "unknown", "payload_class": None, "entropy": None}
+
+    def __init__(self, flows: Sequence[Flow | FlowSummary], labels: dict[str, dict]) -> None:
+        self._flows, self._labels = flows, labels
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and not isinstance(other, str) and list(self) == list(other)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        flow = self._flows[i]
+        label = self._labels.get(flow.id, self._DEFAULT)
+        return {
             "id": flow.id, "proto": flow.proto, "src": flow.src, "dst": flow.dst,
             "packets": flow.total_packets, "bytes": flow.total_bytes,
             "first_seen": round(flow.first_seen, 6), "last_seen": round(flow.last_seen, 6),
             "app": label.get("app", "unknown"), "payload_class": label.get("payload_class"),
             "entropy": label.get("entropy"), "anomalies": dict(sorted(flow.anomalies.items())),
-        })
+        }
+
+
+def findings_document(observation: Observation, result: AnalysisResult, lazy: bool = False) -> dict:
+    """The findings JSON document (schema harness.findings/1). `lazy`: "flows" is a FlowRows, whose rows
+    are built as they are read (for the file writer), not a list."""
+    rows = FlowRows(observation.flows, result.flow_labels)
+    flows = rows if lazy else list(rows)
     anomalies: Counter = Counter()
     for flow in observation.flows:
         anomalies.update(flow.anomalies)

@@ -36,7 +36,7 @@ class AnalysisResult:
     errors: list[str] = field(default_factory=list)  # "analyzer-id: ExcType: message"
     flows: list[Flow] = field(default_factory=list)  # every flow analysed, in the order it came (maybe released)
     counts: Counter = field(default_factory=Counter)  # observable -> findings
-    label_candidates: dict = field(default_factory=dict)  # (flow id, kind) -> the winning label finding (_Labels)
+    labels: "_Labels | None" = field(default=None, repr=False, compare=False)  # what decided flow_labels
 
 
 def _error_text(analyzer_id: str, exc: BaseException, where: str) -> str:
@@ -174,7 +174,7 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
             for analyzer in analyzers:
                 runner.finish_to_spool(analyzer, seen, spool, labels)
             sink.finish_lines(_unique_lines(spool, result.counts))
-    result.label_candidates = labels.best
+    result.labels = labels
     result.errors = runner.summary_errors()
     return result
 
@@ -212,7 +212,8 @@ class _Labels:
 
     def __init__(self, labels: dict[str, dict]) -> None:
         self.labels = labels
-        self.best: dict[tuple[str, str], tuple[float, tuple, object]] = {}
+        # (flow id, kind) -> (confidence, order) of the winning finding; its value is in `labels` already
+        self.best: dict[tuple[str, str], tuple[float, tuple]] = {}
 
     def flow(self, flow_id: str) -> None:
         self.labels.setdefault(flow_id, {"app": "unknown", "payload_class": None, "entropy": None})
@@ -233,7 +234,7 @@ class _Labels:
         held = self.best.get(key)
         if held is not None and (held[0] > candidate[0] or (held[0] == candidate[0] and held[1] <= candidate[1])):
             return
-        self.best[key] = candidate
+        self.best[key] = candidate[:2]
         flow_id, kind = key
         self.flow(flow_id)
         row, value = self.labels[flow_id], candidate[2]
@@ -242,6 +243,15 @@ class _Labels:
         else:
             row["payload_class"] = value.get("class")
             row["entropy"] = value.get("entropy")
+
+    def candidates(self) -> dict[tuple[str, str], tuple[float, tuple, object]]:
+        """Every winning (confidence, order, value), for `merge` in another process."""
+        out = {}
+        for (flow_id, kind), (confidence, order) in self.best.items():
+            row = self.labels[flow_id]
+            value = row["app"] if kind == "app" else {"class": row["payload_class"], "entropy": row["entropy"]}
+            out[(flow_id, kind)] = (confidence, order, value)
+        return out
 
     def merge(self, other: dict[tuple[str, str], tuple[float, tuple, object]]) -> None:
         for key, candidate in other.items():

@@ -87,7 +87,7 @@ def _work(paths: list[str], keys_path: str | None, group: list[str], spool: str,
             result = run_analyzers(observer.flows(), knowledge, only=group, sink=sink)
     finally:
         sink.file.close()
-    return _WorkerResult(sink.blocks, result.label_candidates, result.errors, result.counts,
+    return _WorkerResult(sink.blocks, result.labels.candidates(), result.errors, result.counts,
                          result.flows if first else [], observer.packets, observer.skipped, observer.notes,
                          list(observer.paths))
 

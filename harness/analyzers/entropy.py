@@ -510,6 +510,6 @@ class PayloadEntropy(Analyzer):
                       for i, (burst, body) in enumerate(zip(messages, bodies))]
         if burst_rows:
             evidence["bursts"] = burst_rows
-        value = {"class": verdict.cls, "entropy": round(verdict.stats.entropy_mm, 3)}
+        value = {"class": verdict.cls, "entropy": round(float(verdict.stats.entropy_mm), 3)}  # a float, not numpy's
         return [Finding(analyzer=ID, observable="content", kind="payload-class", flow=flow.id, value=value,
                         evidence=evidence, confidence=verdict.confidence)]

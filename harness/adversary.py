@@ -13,6 +13,7 @@ from harness.analysis import AnalysisResult, findings_document, run_analyzers
 from harness.findings_file import FindingsFile
 from harness.keys import load_knowledge
 from harness.observe import Observer, fewer_gc_passes
+from harness.observe.flow_log import FlowLog
 from harness.observe.model import Observation
 from harness.parallel import run_parallel
 
@@ -33,7 +34,8 @@ def _document(result: AnalysisResult, paths: list[str], packets: int, skipped: C
               lazy: bool = False) -> dict:
     """The findings document of one run: its flows in order of first packet, with what the reader counted
     (`lazy`: the flow rows are made as the file writer reads them)."""
-    flows = sorted(result.flows, key=lambda f: f.first_seen)
+    flows = (result.flows.by_first_seen() if isinstance(result.flows, FlowLog)
+             else sorted(result.flows, key=lambda f: f.first_seen))
     observation = Observation(captures=paths, flows=flows, packets=packets, skipped=skipped, notes=notes)
     return findings_document(observation, result, lazy)
 

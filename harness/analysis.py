@@ -16,6 +16,7 @@ from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
 from harness.findings_file import encode_finding
 from harness.sorted_spool import SEP, SortedSpool
+from harness.observe.flow_log import FlowLog
 from harness.observe.model import Flow, FlowSummary, Observation
 
 SCHEMA = "harness.findings/1"
@@ -34,7 +35,7 @@ class AnalysisResult:
     findings: list[Finding] = field(default_factory=list)
     flow_labels: dict[str, dict] = field(default_factory=dict)  # flow id -> {"app", "payload_class", "entropy"}
     errors: list[str] = field(default_factory=list)  # "analyzer-id: ExcType: message"
-    flows: list[Flow] = field(default_factory=list)  # every flow analysed, in the order it came (maybe released)
+    flows: "list[Flow] | FlowLog" = field(default_factory=list)  # every flow analysed, in the order it came
     counts: Counter = field(default_factory=Counter)  # observable -> findings
     labels: "_Labels | None" = field(default=None, repr=False, compare=False)  # what decided flow_labels
 
@@ -138,7 +139,7 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
     names its flow and a flow id given twice is analysed once.
     """
     runner = _Runner(knowledge, only)
-    result = AnalysisResult()
+    result = AnalysisResult(flows=FlowLog() if release else [])
     seen = result.flows
     analyzers = runner.analyzers
     call = runner.call
@@ -153,7 +154,7 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
         block: dict[str, Finding] = {}
         for analyzer in analyzers:
             call(analyzer, "on_flow", flow, f"flow {flow.id}", block)
-        seen.append(flow_summary(flow) if release else flow)
+        seen.append(flow)  # a FlowLog keeps only its summary
         labels.flow(flow.id)
         if block:
             ordered = sorted(block.values(), key=_within_flow)

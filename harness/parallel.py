@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.analysis import AnalysisResult, _Labels, run_analyzers
+from harness.observe.flow_log import FlowLog
 from harness.analyzers import Finding, registry
 from harness.findings_file import _line
 
@@ -66,7 +67,7 @@ class _WorkerResult:
     label_candidates: dict
     errors: list[str]
     counts: Counter
-    flows: list = field(default_factory=list)  # flow summaries: from the first worker only
+    flows: "FlowLog | list" = field(default_factory=list)  # flow summaries: from the first worker only
     packets: int = 0
     skipped: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -103,7 +104,7 @@ def _merge_blocks(spools: list[str], results: list[_WorkerResult], out) -> None:
     files = [open(p, encoding="utf-8") for p in spools]
     try:
         cursors = [0] * len(results)
-        order = [f.id for f in results[0].flows] + [None]
+        order = [*results[0].flows.ids(), None]
         for flow_id in order:
             parts = []
             for w, res in enumerate(results):
@@ -145,8 +146,8 @@ def run_parallel(paths: list[str], keys_path: str | None, jobs: int, sink, progr
         os.rmdir(folder)
     merged = AnalysisResult(flows=results[0].flows)
     labels = _Labels(merged.flow_labels)
-    for f in merged.flows:
-        labels.flow(f.id)
+    for flow_id in merged.flows.ids():
+        labels.flow(flow_id)
     for res in results:
         labels.merge(res.label_candidates)
         merged.counts.update(res.counts)

@@ -59,7 +59,7 @@ def test_streamed_finish_gives_the_in_memory_document(monkeypatch, knowledge):
         id = "test.repeats"
 
         def finish(self, flows):
-            for n, f in enumerate(flows * 2):  # every finding twice: the first kept
+            for n, f in enumerate(list(flows) * 2):  # every finding twice: the first kept
                 yield Finding(self.id, "service", "app", f.id, "x", {"n": n}, confidence=0.99)
                 yield Finding(self.id, "volume", "total", None, len(flows), {"n": n})
 

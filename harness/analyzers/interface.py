@@ -96,9 +96,11 @@ class Analyzer:
     """Base class. Subclass, set `id` and `description`, and override `on_flow` and/or `finish`.
 
     `on_flow` is called once per finished flow, payload still attached; `finish` once at the end with
-    every flow, for cross-flow work. The analyze path streams: by then each flow is a summary whose
-    payload and chunks were released (harness/analysis.py `flow_summary`): use its counters and times
-    there, and keep from `on_flow` whatever else `finish` needs. Register the subclass with `@register`.
+    every flow, for cross-flow work. The analyze path streams: by then the flows are a Sequence of
+    `FlowSummary` (Flow's counters and times under Flow's names, no payload or chunks; harness/observe/
+    flow_log.py), so keep from `on_flow` whatever else `finish` needs, compactly (a large capture has
+    hundreds of thousands of flows). `finish` may yield its findings: they are encoded and sorted on disk
+    as they come (harness/sorted_spool.py). Register the subclass with `@register`.
     """
 
     id: ClassVar[str] = ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
@@ -33,11 +33,10 @@ class AnalysisResult:
     """
 
     findings: list[Finding] = field(default_factory=list)
-    flow_labels: dict[str, dict] = field(default_factory=dict)  # flow id -> {"app", "payload_class", "entropy"}
+    flow_labels: "FlowLabels" = field(default_factory=lambda: FlowLabels())  # flow id -> {"app", "payload_class", "entropy"}
     errors: list[str] = field(default_factory=list)  # "analyzer-id: ExcType: message"
     flows: "list[Flow] | FlowLog" = field(default_factory=list)  # every flow analysed, in the order it came
     counts: Counter = field(default_factory=Counter)  # observable -> findings
-    labels: "_Labels | None" = field(default=None, repr=False, compare=False)  # what decided flow_labels
 
 
 def _error_text(analyzer_id: str, exc: BaseException, where: str) -> str:
@@ -175,7 +174,6 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
             for analyzer in analyzers:
                 runner.finish_to_spool(analyzer, seen, spool, labels)
             sink.finish_lines(_unique_lines(spool, result.counts))
-    result.labels = labels
     result.errors = runner.summary_errors()
     return result
 
@@ -204,6 +202,33 @@ def _across_flows(f: Finding) -> tuple:
     return (f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id)
 
 
+class FlowLabels(Mapping):
+    """flow id -> {"app", "payload_class", "entropy"}, as `_Labels` decided them.
+
+    Held as one flat list per flow, with what decided each label (a large capture has hundreds of thousands
+    of flows; a dict per flow and tuples per decision were most of the labels' memory); reading a flow builds
+    its dict. Slots: app, class, entropy, then per kind (app, payload-class) confidence, block, analyzer, id.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list | None] = {}  # None: no label finding yet
+
+    def __getitem__(self, flow_id: str) -> dict:
+        row = self._rows[flow_id]
+        if row is None:
+            return {"app": "unknown", "payload_class": None, "entropy": None}
+        return {"app": row[0], "payload_class": row[1], "entropy": row[2]}
+
+    def __iter__(self):
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+_SLOT = {"app": 3, "payload-class": 7}  # where a kind's confidence, block, analyzer and id start in a row
+
+
 class _Labels:
     """Per flow: app (from "app" findings), payload_class and entropy (from "payload-class" findings).
 
@@ -211,13 +236,12 @@ class _Labels:
     block, then analyzer, kind, id). Candidates from several processes merge by the same rule (`merge`).
     """
 
-    def __init__(self, labels: dict[str, dict]) -> None:
+    def __init__(self, labels: FlowLabels) -> None:
         self.labels = labels
-        # (flow id, kind) -> (confidence, order) of the winning finding; its value is in `labels` already
-        self.best: dict[tuple[str, str], tuple[float, tuple]] = {}
+        self._rows = labels._rows
 
     def flow(self, flow_id: str) -> None:
-        self.labels.setdefault(flow_id, {"app": "unknown", "payload_class": None, "entropy": None})
+        self._rows.setdefault(flow_id, None)
 
     def update(self, findings: Iterable[Finding], block: int = 0) -> None:
         """`block`: 0 for a flow's on_flow findings, 1 for those of finish (they come later in the document)."""
@@ -232,41 +256,31 @@ class _Labels:
                                        or (f.kind == "payload-class" and isinstance(f.value, dict)))
 
     def offer(self, key: tuple[str, str], candidate: tuple[float, tuple, object]) -> None:
-        held = self.best.get(key)
-        if held is not None and (held[0] > candidate[0] or (held[0] == candidate[0] and held[1] <= candidate[1])):
-            return
-        self.best[key] = candidate[:2]
         flow_id, kind = key
-        self.flow(flow_id)
-        row, value = self.labels[flow_id], candidate[2]
+        confidence, (block, analyzer, _kind, finding_id), value = candidate
+        row = self._rows.get(flow_id)
+        at = _SLOT[kind]
+        if row is None:
+            row = self._rows[flow_id] = ["unknown", None, None, None, 0, "", "", None, 0, "", ""]
+        elif row[at] is not None:  # the kind is the same on both sides, so the order compares without it
+            held = (row[at + 1], row[at + 2], row[at + 3])
+            if row[at] > confidence or (row[at] == confidence and held <= (block, analyzer, finding_id)):
+                return
+        row[at:at + 4] = confidence, block, analyzer, finding_id
         if kind == "app":
-            row["app"] = str(value)
+            row[0] = str(value)
         else:
-            row["payload_class"] = value.get("class")
-            row["entropy"] = value.get("entropy")
+            row[1], row[2] = value.get("class"), value.get("entropy")
 
-    def candidates(self) -> dict[tuple[str, str], tuple[float, tuple, object]]:
-        """Every winning (confidence, order, value), for `merge` in another process."""
-        out = {}
-        for (flow_id, kind), (confidence, order) in self.best.items():
-            row = self.labels[flow_id]
-            value = row["app"] if kind == "app" else {"class": row["payload_class"], "entropy": row["entropy"]}
-            out[(flow_id, kind)] = (confidence, order, value)
-        return out
-
-    def merge(self, other: dict[tuple[str, str], tuple[float, tuple, object]]) -> None:
-        for key, candidate in other.items():
-            self.offer(key, candidate)
-
-
-def flow_labels(flows: Iterable[Flow], findings: Iterable[Finding]) -> dict[str, dict]:
-    """Per flow: app, payload_class and entropy from its findings (see `_Labels`)."""
-    out: dict[str, dict] = {}
-    labels = _Labels(out)
-    for f in flows:
-        labels.flow(f.id)
-    labels.update(findings)
-    return out
+    def merge(self, other: FlowLabels) -> None:
+        """Take another process's labels: each of its winners is offered here by the same rule."""
+        for flow_id, row in other._rows.items():
+            if row is None:
+                continue
+            for kind, at in _SLOT.items():
+                if row[at] is not None:
+                    value = row[0] if kind == "app" else {"class": row[1], "entropy": row[2]}
+                    self.offer((flow_id, kind), (row[at], (row[at + 1], row[at + 2], kind, row[at + 3]), value))
 
 
 class FlowRows(Sequence):

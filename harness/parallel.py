@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.analysis import AnalysisResult, _Labels, run_analyzers
+from harness.analysis import AnalysisResult, FlowLabels, _Labels, run_analyzers
 from harness.observe.flow_log import FlowLog
 from harness.analyzers import Finding, registry
 from harness.findings_file import _line
@@ -64,7 +64,7 @@ class _KeyedSpool:
 @dataclass
 class _WorkerResult:
     blocks: list[tuple[str | None, int]]
-    label_candidates: dict
+    flow_labels: FlowLabels
     errors: list[str]
     counts: Counter
     flows: "FlowLog | list" = field(default_factory=list)  # flow summaries: from the first worker only
@@ -88,7 +88,7 @@ def _work(paths: list[str], keys_path: str | None, group: list[str], spool: str,
             result = run_analyzers(observer.flows(), knowledge, only=group, sink=sink)
     finally:
         sink.file.close()
-    return _WorkerResult(sink.blocks, result.labels.candidates(), result.errors, result.counts,
+    return _WorkerResult(sink.blocks, result.flow_labels, result.errors, result.counts,
                          result.flows if first else [], observer.packets, observer.skipped, observer.notes,
                          list(observer.paths))
 
@@ -149,7 +149,7 @@ def run_parallel(paths: list[str], keys_path: str | None, jobs: int, sink, progr
     for flow_id in merged.flows.ids():
         labels.flow(flow_id)
     for res in results:
-        labels.merge(res.label_candidates)
+        labels.merge(res.flow_labels)
         merged.counts.update(res.counts)
     merged.errors = [e for res in results for e in res.errors if not e.startswith("harness: ")]
     merged.errors += [e for e in results[0].errors if e.startswith("harness: ")]

@@ -26,6 +26,7 @@ from harness.observe.model import CLIENT, Flow
 
 ID = "metadata.activity"
 ONLINE_GAP = 300.0  # seconds of silence that end an online period
+MERGE_AT = 64  # a device's kept periods are merged once they number this many (and doubled since)
 RECEIPT_MAX = 64  # bytes: receipts, acks and presence pings
 ONE_SEGMENT = 1400  # bytes: a chat line fits one segment
 EMAIL_MAX = 20000  # bytes: above this, an attachment rides along
@@ -108,9 +109,16 @@ class Activity(Analyzer):
                 continue
         self._seen: dict[str, list[tuple[float, float]]] = defaultdict(list)  # device -> per-flow periods
         self._received: dict[str, int] = defaultdict(int)
+        self._merged: dict[str, int] = {}  # device -> periods its list held after the last merge
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
-        self._seen[flow.src_ip] += online_periods([flow.first_seen, flow.last_seen] + [c.time for c in flow.chunks])
+        seen = self._seen[flow.src_ip]
+        seen += online_periods([flow.first_seen, flow.last_seen] + [c.time for c in flow.chunks])
+        if len(seen) >= MERGE_AT and len(seen) >= 2 * self._merged.get(flow.src_ip, 0):
+            # Merged output is itself the online periods of the times so far, so merging again later
+            # gives what one merge at the end would (merge_periods): memory follows periods, not flows.
+            seen[:] = merge_periods(seen)
+            self._merged[flow.src_ip] = len(seen)
         out = []
         clock = views.clock(flow)
         for burst in views.messages(flow):

@@ -55,3 +55,17 @@ def test_online_periods_merged_per_flow_equal_those_of_all_times(flows_times):
 
     per_flow = [p for times in flows_times for p in online_periods(times)]
     assert merge_periods(per_flow) == online_periods([t for times in flows_times for t in times])
+
+
+@given(st.lists(st.lists(st.floats(0, 5000, allow_nan=False), min_size=1, max_size=12), min_size=1, max_size=30),
+       st.integers(1, 30))
+def test_merging_as_flows_come_gives_what_one_merge_at_the_end_gives(flows_times, every):
+    """What metadata.activity does to bound a device's periods: merge now and then, merge again at the end."""
+    from harness.analyzers.activity import merge_periods, online_periods
+
+    kept: list = []
+    for n, times in enumerate(flows_times):
+        kept += online_periods(times)
+        if n % every == 0:
+            kept = merge_periods(kept)
+    assert merge_periods(kept) == online_periods([t for times in flows_times for t in times])

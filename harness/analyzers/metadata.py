@@ -28,7 +28,7 @@ _BURST_CONFIDENCE = {"relay-data-envelope": 0.9, "above-control-size": 0.7, "lar
 
 @dataclass(slots=True)
 class _Sent:
-    """Per flow, what its client sent in message-sized bursts (kept for finish(), payload may be gone)."""
+    """Per client address, what it sent in message-sized bursts over all its flows (kept for finish())."""
 
     client: str
     messages: int = 0
@@ -47,7 +47,8 @@ class FlowMetadata(Analyzer):
 
     def __init__(self, knowledge) -> None:
         super().__init__(knowledge)
-        self._sent: dict[str, _Sent] = {}
+        self._sent: dict[str, _Sent] = {}  # client address -> its messages in all flows
+        self._first_message: dict[str, float] = {}  # flow id -> its client's first message (flows with a SYN)
 
     def _finding(self, flow: Flow | None, observable: str, kind: str, value, confidence: float,
                  **evidence) -> Finding:
@@ -72,7 +73,10 @@ class FlowMetadata(Analyzer):
 
         clock = views.clock(flow)
         layout = views.layout(flow)
-        sent = self._sent[flow.id] = _Sent(flow.src_ip)
+        sent = self._sent.get(flow.src_ip)
+        if sent is None:
+            sent = self._sent[flow.src_ip] = _Sent(flow.src_ip)
+        first_message = None
         for burst in views.messages(flow):
             t = round(burst.start_time, 3)
             sizes_known = layout.tls_overhead_known or not layout.is_tls
@@ -91,7 +95,11 @@ class FlowMetadata(Analyzer):
             if burst.direction == CLIENT:
                 sent.messages += 1
                 sent.bytes += burst.payload
-                sent.first_time = burst.start_time if sent.first_time is None else sent.first_time
+                first_message = burst.start_time if first_message is None else first_message
+        if first_message is not None:
+            sent.first_time = first_message if sent.first_time is None else min(sent.first_time, first_message)
+            if flow.handshake:
+                self._first_message[flow.id] = first_message
         return out
 
     def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
@@ -104,12 +112,6 @@ class FlowMetadata(Analyzer):
             v = volume[flow.src_ip]
             v["flows"] += 1
             v["sent"] += flow.payload_bytes[CLIENT]
-            sent = self._sent.get(flow.id)
-            if sent is not None:
-                v["messages"] += sent.messages
-                v["bytes"] += sent.bytes
-                if sent.first_time is not None:
-                    v["time"] = sent.first_time if v["time"] is None else min(v["time"], sent.first_time)
             g = graph[(flow.src_ip, flow.dst)]
             g["flows"] += 1
             g["bytes"] += flow.total_bytes
@@ -118,6 +120,9 @@ class FlowMetadata(Analyzer):
             g["last"] = flow.last_seen if g["last"] is None else max(g["last"], flow.last_seen)
         for ip in sorted(volume):
             v = volume[ip]
+            sent = self._sent.get(ip)
+            if sent is not None:
+                v["messages"], v["bytes"], v["time"] = sent.messages, sent.bytes, sent.first_time
             evidence = {"rule": "client-message-bursts", "flows": v["flows"], "payload_bytes_sent": v["sent"]}
             if v["time"] is not None:
                 evidence["first_message_time"] = round(v["time"], 6)
@@ -143,9 +148,9 @@ class FlowMetadata(Analyzer):
             reached_by[f.dst_ip].add(f.src_ip)
         pairs: dict[tuple[str, str], list[float]] = defaultdict(list)
         for f in flows:
-            sent = self._sent.get(f.id)
-            if (f.handshake and sent is not None and sent.messages and f.dst_ip in initiators
+            first = self._first_message.get(f.id)
+            if (f.handshake and first is not None and f.dst_ip in initiators
                     and f.dst_ip != f.src_ip and len(reached_by[f.dst_ip]) <= DIRECT_MAX_PEERS):
-                pairs[(f.src_ip, f.dst_ip)].append(round(sent.first_time, 6))
+                pairs[(f.src_ip, f.dst_ip)].append(round(first, 6))
         return [self._finding(None, "contacts", "direct-flow", {"sender": a, "recipient": b}, 0.6,
                               rule="peer-opens-flow-to-peer", times=sorted(t)) for (a, b), t in sorted(pairs.items())]

@@ -304,5 +304,10 @@ def undo_transforms(data: bytes, *, max_depth: int = MAX_DEPTH, view: PrintableV
             if rot is not None:
                 results.append(Decoded(("rot13",), offset, length, rot))
 
-    visit(data, (), 0, len(data))
+    try:
+        visit(data, (), 0, len(data))
+    finally:
+        # `visit` refers to itself through its closure: a reference cycle that would keep `view` (a copy
+        # of `data`'s size) and `seen` until the cyclic collector runs, which the analyze path makes rare.
+        del visit
     return results

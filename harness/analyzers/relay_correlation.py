@@ -286,9 +286,12 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
                          / np.maximum(rate * s * widths, 1e-12), 0.0)
     lam_s, lam_s_unseen, lam_id = size_ratio.copy(), 1.0, (1.0, 1.0)
     post = np.zeros(len(delay))
+    ids_agree = bool(same_id.any())  # if never, lam_id stays (1, 1): multiplying by it changes nothing
     for _ in range(EM_ITERS):
         # E: posterior of each candidate being the outbound's source (or none).
-        lam = lam_t[k] * lam_s[vinv] * np.where(same_id, lam_id[0], lam_id[1]) if len(delay) else np.zeros(0)
+        lam = lam_t[k] * lam_s[vinv] if len(delay) else np.zeros(0)
+        if ids_agree:
+            lam = lam * np.where(same_id, lam_id[0], lam_id[1])
         denom = 1.0 + np.bincount(op, weights=lam, minlength=s)
         post = lam / denom[op] if len(delay) else lam
         # M: delay signal histogram vs uniform background.
@@ -304,7 +307,7 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
         lam_s = p_sig / p_bg
         lam_s_unseen = SIZE_PSEUDO / (sig.sum() + SIZE_PSEUDO)
         # Envelope ids: how often they agree in true vs background pairs (Laplace-smoothed).
-        if same_id.any():
+        if ids_agree:
             se = (post[same_id].sum() + 0.5) / (post.sum() + 1.0)
             be = ((1.0 - post)[same_id].sum() + 0.5) / ((1.0 - post).sum() + 1.0)
             lam_id = (se / be, (1.0 - se) / (1.0 - be))

@@ -15,9 +15,9 @@ from typing import Iterable, Mapping, Protocol, Sequence
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
 from harness.findings_file import encode_finding
-from harness.sorted_spool import SEP, SortedSpool
 from harness.observe.flow_log import FlowLog
 from harness.observe.model import Flow, FlowSummary, Observation
+from harness.sorted_spool import SEP, SortedSpool
 
 SCHEMA = "harness.findings/1"
 MAX_ERRORS_PER_ANALYZER = 20
@@ -85,7 +85,7 @@ class _Runner:
         point = spool.mark()
         label_findings: dict[str, Finding] = {}
         try:
-            for item in getattr(analyzer, "finish")(flows) or ():
+            for item in analyzer.finish(flows) or ():
                 if not isinstance(item, Finding):
                     raise TypeError(f"finish yielded {type(item).__name__}, not Finding")
                 spool.add(finish_key(item), item.observable + _RS + encode_finding(item))
@@ -130,10 +130,11 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
     """Call every registered analyzer (or those in `only`) on each flow as it comes, then `finish` with all flows.
 
     `flows` may be a lazy iterator (`harness.observe.iter_flows`); it is consumed once. With `release` (the
-    default) only a payload-free `flow_summary` of each flow is kept after its `on_flow` calls, so `finish`
-    sees summaries; `AnalysisResult.flows` holds them in the order they came. With a `sink`, each flow's
-    findings are handed to it as soon as the flow is done (then those of `finish`) and not kept, so memory
-    does not grow with the findings; without one they are collected in `AnalysisResult.findings`.
+    default) only a payload-free summary of each flow is kept after its `on_flow` calls (a FlowLog, whose
+    items are FlowSummary), so `finish` sees summaries; `AnalysisResult.flows` holds them in the order they
+    came. With a `sink`, each flow's findings are handed to it as soon as the flow is done, then those of
+    `finish`, encoded and sorted on disk as they come (`finish_lines`), and none is kept, so memory does
+    not grow with the findings; without one they are collected in `AnalysisResult.findings`.
     Finding ids are unique: within a block by construction, and across blocks because a finding's id
     names its flow and a flow id given twice is analysed once.
     """

@@ -70,7 +70,7 @@ class FindingsFile:
         self.count = 0
 
     def __call__(self, findings: Iterable[Finding], flow_id: str | None = None) -> None:
-        self.lines(_line(f.to_json()) for f in findings)
+        self.lines(encode_finding(f) for f in findings)
 
     def finish_lines(self, keyed: Iterable[tuple[str, str]]) -> None:
         """Findings of `finish`, encoded, in document order behind their sort keys."""

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.analysis import AnalysisResult, FlowLabels, _Labels, run_analyzers
-from harness.observe.flow_log import FlowLog
 from harness.analyzers import Finding, registry
-from harness.findings_file import _line
-
+from harness.findings_file import encode_finding
+from harness.observe.flow_log import FlowLog
 from harness.sorted_spool import SEP as _SEP  # between the sort key fields and the JSON on a spooled line
 
 
@@ -50,7 +49,7 @@ class _KeyedSpool:
     def __call__(self, findings: list[Finding], flow_id: str) -> None:
         write = self.file.write
         for f in findings:
-            write(f.analyzer + _SEP + f.kind + _SEP + f.id + _SEP + _line(f.to_json()) + "\n")
+            write(f.analyzer + _SEP + f.kind + _SEP + f.id + _SEP + encode_finding(f) + "\n")
         self.blocks.append((flow_id, len(findings)))
 
     def finish_lines(self, keyed) -> None:

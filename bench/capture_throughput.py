@@ -133,14 +133,14 @@ def observe_only(path: str) -> None:
 
 def per_analyzer(path: str) -> None:
     """Seconds in each analyzer's on_flow and finish, on a streamed run (the observe tier timed apart)."""
-    from harness.analysis import flow_summary
     from harness.analyzers import Knowledge, registry
     from harness.observe import Observer, fewer_gc_passes
+    from harness.observe.flow_log import FlowLog
 
     analyzers = [cls(Knowledge()) for cls in registry().values()]
     spent: Counter = Counter()
     findings: Counter = Counter()
-    seen = []
+    seen = FlowLog()  # what finish gets in `harness analyze`
     started = time.perf_counter()
     with fewer_gc_passes():
         for flow in Observer([path]).flows():
@@ -148,7 +148,7 @@ def per_analyzer(path: str) -> None:
                 t0 = time.perf_counter()
                 findings[a.id] += len(list(a.on_flow(flow) or ()))
                 spent[a.id] += time.perf_counter() - t0
-            seen.append(flow_summary(flow))
+            seen.append(flow)
         for a in analyzers:
             t0 = time.perf_counter()
             findings[a.id] += len(list(a.finish(seen) or ()))

@@ -103,14 +103,6 @@ class _Runner:
         return self.errors + extra
 
 
-def flow_summary(flow: Flow) -> FlowSummary:
-    """`flow` without its reassembled bytes and chunks, counters kept: what `finish` gets.
-
-    The flow itself is left as it was; once the caller drops it (a streaming source does), its bytes go.
-    """
-    return FlowSummary.of(flow)
-
-
 class FindingSink(Protocol):
     """Where `run_analyzers` streams the document's findings: each flow's block as Finding objects, then
     finish's findings already encoded, in document order, as (sort key, JSON) pairs (`finish_key`)."""

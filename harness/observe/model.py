@@ -4,7 +4,6 @@ Nothing here knows how a capture was made; a capture we simulated and one a user
 """
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
@@ -36,25 +35,9 @@ class Chunk:
     length: int  # number of new (not retransmitted) bytes
 
 
-class _Totals:
-    """Both directions together, for a Flow and its summary."""
-
-    __slots__ = ()
-    packets: "list[int] | tuple[int, int]"
-    bytes: "list[int] | tuple[int, int]"
-
-    @property
-    def total_packets(self) -> int:
-        return self.packets[0] + self.packets[1]
-
-    @property
-    def total_bytes(self) -> int:
-        return self.bytes[0] + self.bytes[1]
-
-
-@dataclass
-class Flow(_Totals):
-    """One TCP connection or UDP conversation as the tap saw it."""
+@dataclass(slots=True)
+class _FlowFacts:
+    """What a flow is and when it was seen: the fields a Flow and its FlowSummary share, in this order."""
 
     id: str  # flow_key(proto, src, dst); "#2", "#3" appended if the same 5-tuple is reused
     proto: str  # "tcp" or "udp"
@@ -66,6 +49,20 @@ class Flow(_Totals):
     dport: int
     first_seen: float
     last_seen: float
+
+    @property
+    def total_packets(self) -> int:
+        return self.packets[0] + self.packets[1]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes[0] + self.bytes[1]
+
+
+@dataclass
+class Flow(_FlowFacts):
+    """One TCP connection or UDP conversation as the tap saw it (its identity and times: `_FlowFacts`)."""
+
     packets: list[int] = field(default_factory=lambda: [0, 0])  # per direction
     bytes: list[int] = field(default_factory=lambda: [0, 0])  # frame bytes on the wire (original length), per direction
     payload: list[bytearray] = field(default_factory=lambda: [bytearray(), bytearray()])  # reassembled, capped at STREAM_CAP
@@ -100,35 +97,17 @@ _NO_ANOMALIES = _NoAnomalies()
 
 
 @dataclass(slots=True)
-class FlowSummary(_Totals):
+class FlowSummary(_FlowFacts):
     """A flow once its bytes are gone: Flow's counters, times and anomalies under Flow's names, so code
     written for a Flow reads it (payload and chunks are empty). What `finish` and the findings document
     get: a large capture has hundreds of thousands, so it is small (slots, shared strings, tuples)."""
 
-    id: str
-    proto: str
-    src: str
-    dst: str
-    src_ip: str
-    dst_ip: str
-    sport: int
-    dport: int
-    first_seen: float
-    last_seen: float
     packets: tuple[int, int]
     bytes: tuple[int, int]
     payload_bytes: tuple[int, int]
     truncated: tuple[bool, bool]
     handshake: bool
     anomalies: Mapping[str, int]
-
-    @classmethod
-    def of(cls, flow: Flow) -> "FlowSummary":
-        intern = sys.intern  # addresses and servers repeat across flows: one string each
-        return cls(flow.id, intern(flow.proto), flow.src, intern(flow.dst), intern(flow.src_ip),
-                   intern(flow.dst_ip), flow.sport, flow.dport, flow.first_seen, flow.last_seen,
-                   tuple(flow.packets), tuple(flow.bytes), tuple(flow.payload_bytes), tuple(flow.truncated),
-                   flow.handshake, Counter(flow.anomalies) if flow.anomalies else _NO_ANOMALIES)
 
     @property
     def payload(self) -> tuple[bytes, bytes]:

@@ -6,7 +6,11 @@ inbound -> outbound time differences (log-spaced bins), how long the relay holds
 pairs (unrelated messages) spread uniformly in delay, true pairs pile up where the relay's delay is.
 The same EM learns the size-difference distribution of true pairs (the relay's overhead: 0 when it
 re-seals the same plaintext, a constant for a fixed header, nothing when bodies are padded) and how
-often envelope ids agree (a relay that forwards its inbound id). Per outbound message j the candidates
+often envelope ids agree (a relay that forwards its inbound id). A delay found so is believed only if it
+clearly beats the same EM run with outbound times shifted past WINDOW (no true pair can fall there), the
+null's excess scaled to the number of pairs the real run saw: a capture not much longer than the shift
+leaves the null few pairs or none, and an excess with nothing to compare against is not believed (a short
+capture of a busy gateway's ordinary servers would otherwise be all relays). Per outbound message j the candidates
 i inside the learned delay support get a likelihood ratio
 
     L_ij = lambda_t(delay) * lambda_s(size difference) * lambda_id(ids equal?)
@@ -107,8 +111,9 @@ class DelayModel:
     support: tuple[float, float] | None  # [lo, hi] seconds, None: no relay delay found
     signal: float  # messages' worth of excess pairs in the sample
     sample: int  # outbound messages in the sample
-    null_signal: float = 0.0  # the same EM's excess with outbound times shifted beyond WINDOW
+    null_signal: float = 0.0  # the same EM's excess with outbound times shifted beyond WINDOW (scaled: _survives_null)
     mode: str = "delay"  # "size": the delay was found among size-matched pairs; "delay": among all
+    pairs: int = 0  # (inbound, outbound) pairs of different devices the EM saw
 
     def ratio(self, delay: np.ndarray, dsize: np.ndarray, same_id: np.ndarray) -> np.ndarray:
         k = np.clip(delay_bins(self.edges, delay), 0, len(self.lam_t) - 1)
@@ -216,6 +221,20 @@ def value_positions(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return out
 
 
+def unique_integers(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(keys, return_inverse=True)` for integer keys, by counting over their range instead of
+    sorting (a million size differences per model here); sorts when the range is too wide to count."""
+    if len(keys) == 0:
+        return np.unique(keys, return_inverse=True)
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo > max(4 * len(keys), 1 << 16):
+        return np.unique(keys, return_inverse=True)
+    offset = keys - lo
+    present = np.bincount(offset, minlength=hi - lo + 1) > 0
+    rank = np.cumsum(present) - 1
+    return np.flatnonzero(present).astype(keys.dtype) + lo, rank[offset]
+
+
 def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0,
                       mode: str | None = None) -> DelayModel:
     """EM over (inbound, outbound) pairs within WINDOW s for a sample of outbound messages. mode "size":
@@ -240,20 +259,28 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
     hist = np.bincount(k, minlength=BINS).astype(float)
     s = max(len(sample), 1)
     span = WINDOW - edges[0]
-    values, vinv = np.unique(dsize, return_inverse=True)
+    values, vinv = unique_integers(dsize)
 
     # Size differences over-represented against the same pairs' null (outbound times shifted past
     # WINDOW: same sizes, no true pair): the relay's overhead, if sizes survive it.
+    # The null's counts are scaled to the real pairs' number: a shifted stream overlaps the capture less
+    # (in a capture shorter than the shift, not at all), and raw counts would make every common size
+    # difference look over-represented. With no null pairs there is no null: no size is "matched".
     count = np.bincount(vinv, minlength=len(values)).astype(float)
     null_count = np.zeros(len(values))
+    null_pairs = 0
     for sign in (1.0, -1.0):
         nop, nip = _pairs(t_in, b.time[sample] + sign * (WINDOW + NULL_OFFSET), 0.0, WINDOW)
-        nd = b.size[sample[nop]] - b.size[inb[nip]]
+        no, ni = sample[nop], inb[nip]
+        other = b.device[no] != b.device[ni]
+        nd = (b.size[no] - b.size[ni])[other]
+        null_pairs += len(nd)
         j = np.clip(value_positions(values, nd), 0, max(len(values) - 1, 0))
         if len(values):
-            np.add.at(null_count, j[values[j] == nd], 0.5)
+            np.add.at(null_count, j[values[j] == nd], 1.0)
+    null_count *= len(dsize) / null_pairs if null_pairs else 0.0
     size_ratio = (count + 1.0) / (null_count + 1.0)
-    matched_value = (size_ratio >= SIZE_MATCH_RATIO) & (count >= SIZE_MIN_PAIRS)
+    matched_value = (size_ratio >= SIZE_MATCH_RATIO) & (count >= SIZE_MIN_PAIRS) & (null_pairs > 0)
     if matched_value.any():
         matched_value[matched_value] = (poisson_tail(count[matched_value], null_count[matched_value] + 0.5)
                                         < SCAN_ALPHA / max(len(values), 1))
@@ -276,7 +303,7 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
         covered = _scan(hist, rate * s * widths)
     if not covered.any():
         return DelayModel(edges, np.zeros(BINS), values, size_ratio, 1.0, (1.0, 1.0), None, 0.0, len(sample),
-                          mode=mode)
+                          mode=mode, pairs=len(delay))
     hot = np.nonzero(covered)[0]
     inside = (np.arange(BINS) >= hot[0]) & (np.arange(BINS) <= hot[-1])
     if mode == "size":
@@ -318,7 +345,7 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
         support = (float(edges[strong[0]]), float(edges[strong[-1] + 1]))
         lam_t = np.where((np.arange(BINS) >= strong[0]) & (np.arange(BINS) <= strong[-1]), lam_t, 0.0)
     return DelayModel(edges, lam_t, values, lam_s, float(lam_s_unseen), lam_id, support, signal, len(sample),
-                      mode=mode)
+                      mode=mode, pairs=len(delay))
 
 
 def _posteriors(b: Bursts, model: DelayModel, inb: np.ndarray, outb: np.ndarray, t_out: np.ndarray):
@@ -377,27 +404,55 @@ def _shifted(b: Bursts, shift: float) -> Bursts:
     return Bursts(np.where(b.direction == OUTBOUND, b.time + shift, b.time), b.device, b.direction, b.size, b.ident)
 
 
+def _survives_null(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int, candidate: DelayModel) -> bool:
+    """Is the candidate's excess a relay delay, or structure any unrelated traffic has (periodic slots,
+    batches)? The same EM on outbound times shifted beyond WINDOW, where no true pair can fall, says: the
+    real excess must clearly beat the larger of two shifted ones. A shifted stream overlaps the capture
+    less than the real one (a capture shorter than the shift: not at all), so each null's signal is scaled
+    to the real pairs' number; a null with no pairs says nothing, and an excess nothing can be compared
+    with is not believed. Records the larger null signal in the candidate and clears its support when it
+    does not survive; when the first shift already rejects, the second (which could only raise the bar)
+    is not run, and the first's signal is the one recorded."""
+    candidate.null_signal = 0.0
+    for sign in (1.0, -1.0):
+        null = learn_delay_model(_shifted(b, sign * (WINDOW + NULL_OFFSET)), inb, outb, seed, candidate.mode)
+        scaled = null.signal * candidate.pairs / null.pairs if null.pairs else math.inf
+        candidate.null_signal = max(candidate.null_signal, scaled)
+        if candidate.signal < MIN_SIGNAL + 2.0 * candidate.null_signal + 3.0 * math.sqrt(candidate.null_signal):
+            candidate.support = None
+            return False
+    return True
+
+
+def _choose_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int) -> DelayModel:
+    """The delay model of the mode ("size", "delay") whose support survives its null test, the one with the
+    larger signal when both do (size on a tie); when neither does, the size mode's model.
+
+    The null test costs two EMs per mode, so the modes are tested strongest first and the second only when
+    the answer can still depend on it: once the stronger candidate survives, the weaker could not be
+    chosen whatever its null said. The model returned, null signal included, is the one testing both
+    modes would give (each EM seeds its own generator, so their order does not matter)."""
+    size, delay = (learn_delay_model(b, inb, outb, seed, mode) for mode in ("size", "delay"))
+    if delay.support is not None and (size.support is None or delay.signal > size.signal):
+        if _survives_null(b, inb, outb, seed, delay):
+            return delay
+        if size.support is not None:
+            _survives_null(b, inb, outb, seed, size)
+        return size
+    if size.support is not None and _survives_null(b, inb, outb, seed, size):
+        return size
+    if delay.support is not None and _survives_null(b, inb, outb, seed, delay):
+        return delay
+    return size
+
+
 def correlate(b: Bursts, seed: int = 0) -> Correlation:
     """Learn the relay's delay and size model, attribute each outbound message to candidate senders,
     and test every (sender, recipient) pair against the time-shifted null."""
     order = np.argsort(b.time, kind="stable")
     inb = order[b.direction[order] == INBOUND]
     outb = order[b.direction[order] == OUTBOUND]
-    model = None
-    for mode in ("size", "delay"):
-        candidate = learn_delay_model(b, inb, outb, seed, mode)
-        if candidate.support is not None:
-            # Is the excess a relay delay, or structure any unrelated traffic has (periodic slots,
-            # batches)? The same EM on outbound times shifted beyond WINDOW, where no true pair can fall,
-            # says: the real excess must clearly beat the larger of two shifted ones.
-            nulls = [learn_delay_model(_shifted(b, sign * (WINDOW + NULL_OFFSET)), inb, outb, seed, mode).signal
-                     for sign in (1.0, -1.0)]
-            candidate.null_signal = max(nulls)
-            if candidate.signal < MIN_SIGNAL + 2.0 * candidate.null_signal + 3.0 * math.sqrt(candidate.null_signal):
-                candidate.support = None
-        if model is None or (candidate.support is not None
-                             and (model.support is None or candidate.signal > model.signal)):
-            model = candidate
+    model = _choose_model(b, inb, outb, seed)
     empty = Correlation(model, outb, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.ones(len(outb)))
     if model.support is None or not len(outb) or not len(inb):
         return empty
@@ -651,7 +706,7 @@ class RelayCorrelation(Analyzer):
         out = []
         model = c.model
         model_ev = {"relay": hub, "delay_support_s": [round(x, 4) for x in model.support] if model.support else None,
-                    "signal_messages": round(model.signal, 2), "null_signal_messages": round(model.null_signal, 2),
+                    "signal_messages": round(model.signal, 2), "null_signal_messages": round(model.null_signal, 2) if math.isfinite(model.null_signal) else None,
                     "sample": model.sample,
                     "id_ratio_equal": round(model.lam_id[0], 3), "pvalue_cutoff": c.pvalue_cutoff}
         for link in c.links:
@@ -662,7 +717,9 @@ class RelayCorrelation(Analyzer):
             out.append(Finding(ID, "contacts", "relay-link" if rule != "statistical-disclosure" else "disclosure-link",
                                None, {"sender": devices[link.sender], "recipient": devices[link.recipient]},
                                ev, confidence=1.0 - link.pvalue))
-        # Per outbound message: the adversary's distribution over senders (for anonymity metrics).
+        # Per outbound message: the adversary's distribution over senders (for anonymity metrics). A message
+        # no sender reaches CANDIDATE_MIN for says nothing (the scorer reads it as a message without a
+        # finding: uniform over every user), so it gets none: an ordinary server's replies are not contacts.
         cand: dict[int, dict[str, float]] = {}
         sender = b.device.tolist()
         for j, i, p in zip(c.pair_out.tolist(), c.pair_in.tolist(), c.posterior.tolist()):
@@ -673,6 +730,8 @@ class RelayCorrelation(Analyzer):
         for j, idx in enumerate(c.out_index.tolist()):
             t = times[idx]
             dist = {k: round(v, 4) for k, v in sorted((cand.get(j) or {}).items()) if v >= CANDIDATE_MIN}
+            if not dist:
+                continue
             out.append(Finding(ID, "contacts", "sender-candidates", flow_ids[idx],
                                {"recipient": devices[sender[idx]], "time": round(t, 3), "candidates": dist,
                                 "unattributed": round(max(float(c.none[j]), 0.0), 4)},

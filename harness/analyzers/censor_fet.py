@@ -87,7 +87,7 @@ class CensorFullyEncrypted(Analyzer):
     """The GFW's 2021-2023 rules for fully encrypted traffic, on the client's first data packet."""
 
     id = ID
-    cost = 0.8  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    cost = 1.0  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
     description = ("Applies the Great Firewall's fully-encrypted-traffic exemptions (Wu et al., USENIX Security 2023: "
                    "popcount/byte, printable prefix, fraction and run, TLS/HTTP prefix) to each TCP client's first "
                    "data packet and reports the flows such a censor would block.")

@@ -645,7 +645,7 @@ class CryptoWeakness(Analyzer):
     """Encryption that hides less than it seems: XOR keys, reused keystreams, ECB, fixed IVs."""
 
     id = ID
-    cost = 0.5  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    cost = 0.6  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
     description = ("Finds weak encryption across messages without keys: repeating-key XOR (IC key length, key "
                    "recovery), keystream reuse within and across flows (XOR of ciphertexts, crib-dragging), ECB "
                    "repeated blocks, fixed-IV CBC first blocks, static framing fields; reports recovered text.")

@@ -453,7 +453,7 @@ class PayloadEntropy(Analyzer):
     """Entropy, uniformity and printable share of each flow's payload, and its payload class."""
 
     id = ID
-    cost = 5.5  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    cost = 6.5  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
     description = ("Measures entropy (Miller-Madow), chi-square uniformity and printable share of each flow's "
                    "payload with TLS/relay framing stripped, and classifies it: plaintext, encoded, compressed, "
                    "weak-cipher, encrypted or empty.")

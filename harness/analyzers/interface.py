@@ -105,9 +105,10 @@ class Analyzer:
 
     id: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    # Relative CPU cost on a large capture (1.0: a light analyzer), used only to balance `harness analyze
-    # --jobs` across processes (harness/parallel.py); `python -m bench.capture_throughput --per-analyzer`
-    # measures it.
+    # Relative CPU cost on a large capture (1.0: a light analyzer), encoding its findings included (a
+    # million small findings cost as much as an analyzer), used only to balance `harness analyze --jobs`
+    # across processes (harness/parallel.py); `python -m bench.capture_throughput --per-analyzer`
+    # measures the analyzer's own part.
     cost: ClassVar[float] = 1.0
 
     def __init__(self, knowledge: Knowledge) -> None:

@@ -235,13 +235,29 @@ def unique_integers(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(present).astype(keys.dtype) + lo, rank[offset]
 
 
-def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0,
-                      mode: str | None = None) -> DelayModel:
-    """EM over (inbound, outbound) pairs within WINDOW s for a sample of outbound messages. mode "size":
-    the delay is sought among size-matched pairs (sizes survive the relay), "delay": among all pairs;
-    None: "size" when some size difference is significantly over-represented."""
+@dataclass
+class PairSample:
+    """The (inbound, outbound) pairs of different devices within WINDOW s for a sample of outbound
+    messages, and what every mode's EM reads from them: delay bins, size differences, the size null.
+    Made once per placement of the outbound times (real, or shifted for a null) and shared by the modes."""
+
+    edges: np.ndarray
+    sample: int  # outbound messages in the sample
+    op: np.ndarray  # per pair: position of its outbound message in the sample
+    k: np.ndarray  # per pair: delay bin
+    same_id: np.ndarray
+    values: np.ndarray  # distinct size differences
+    vinv: np.ndarray  # per pair: its size difference's position in `values`
+    hist: np.ndarray  # pairs per delay bin
+    size_ratio: np.ndarray  # per size difference: real count against the null's (scaled), smoothed
+    matched_value: np.ndarray  # size differences significantly over-represented: the relay's overhead
+    null_matched: float  # the null's (scaled) pairs with a matched size difference
+
+
+def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> PairSample:
+    """The pairs `learn_delay_model` learns from (a sample of at most SAMPLE outbound messages, fewer when
+    busy: about SAMPLE_PAIRS pairs), drawn with `seed`."""
     edges = np.concatenate([[0.0], np.geomspace(D_MIN, WINDOW, BINS)])
-    widths = np.diff(edges)
     rng = np.random.default_rng(seed)
     span_t = float(b.time[inb[-1]] - b.time[inb[0]]) if len(inb) > 1 else 1.0
     per_outbound = max(len(inb) / max(span_t, 1.0) * WINDOW, 1.0)  # inbound candidates in one window
@@ -257,10 +273,7 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
     same_id = (b.ident[o] == b.ident[i]) & (b.ident[o] >= 0)
     k = np.clip(delay_bins(edges, delay), 0, BINS - 1)
     hist = np.bincount(k, minlength=BINS).astype(float)
-    s = max(len(sample), 1)
-    span = WINDOW - edges[0]
     values, vinv = unique_integers(dsize)
-
     # Size differences over-represented against the same pairs' null (outbound times shifted past
     # WINDOW: same sizes, no true pair): the relay's overhead, if sizes survive it.
     # The null's counts are scaled to the real pairs' number: a shifted stream overlaps the capture less
@@ -284,7 +297,26 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
     if matched_value.any():
         matched_value[matched_value] = (poisson_tail(count[matched_value], null_count[matched_value] + 0.5)
                                         < SCAN_ALPHA / max(len(values), 1))
+    return PairSample(edges, len(sample), op, k, same_id, values, vinv, hist, size_ratio, matched_value,
+                      float(null_count[matched_value].sum()))
 
+
+def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0,
+                      mode: str | None = None) -> DelayModel:
+    """EM over (inbound, outbound) pairs within WINDOW s for a sample of outbound messages. mode "size":
+    the delay is sought among size-matched pairs (sizes survive the relay), "delay": among all pairs;
+    None: "size" when some size difference is significantly over-represented."""
+    return fit_delay_model(pair_sample(b, inb, outb, seed), mode)
+
+
+def fit_delay_model(pairs: PairSample, mode: str | None = None) -> DelayModel:
+    """`learn_delay_model` on pairs already drawn."""
+    edges, op, k, same_id = pairs.edges, pairs.op, pairs.k, pairs.same_id
+    values, vinv, hist, size_ratio, matched_value = (pairs.values, pairs.vinv, pairs.hist, pairs.size_ratio,
+                                                     pairs.matched_value)
+    widths = np.diff(edges)
+    s = max(pairs.sample, 1)
+    span = WINDOW - edges[0]
     # Where is the excess over a uniform background significant? A multi-scale scan over neighbouring
     # bins, Poisson tail against Bonferroni over bins and scales; the EM only models delays in that
     # hull. First over all pairs, then (sizes survive, delays spread) over the size-matched pairs.
@@ -293,7 +325,7 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
     # Size-matched pairs (sizes survive the relay): their delays against what the null's size-matched
     # pairs would give, spread uniformly; all pairs: against a uniform background.
     hist_m = np.bincount(k[matched], minlength=BINS).astype(float) if matched.any() else np.zeros(BINS)
-    null_m = float(null_count[matched_value].sum()) + 1.0
+    null_m = pairs.null_matched + 1.0
     covered = np.zeros(BINS, bool)
     if mode in (None, "size") and matched.any():
         covered = _scan(hist_m, null_m / (s * span) * widths)
@@ -302,8 +334,8 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
         mode = "delay"
         covered = _scan(hist, rate * s * widths)
     if not covered.any():
-        return DelayModel(edges, np.zeros(BINS), values, size_ratio, 1.0, (1.0, 1.0), None, 0.0, len(sample),
-                          mode=mode, pairs=len(delay))
+        return DelayModel(edges, np.zeros(BINS), values, size_ratio, 1.0, (1.0, 1.0), None, 0.0, pairs.sample,
+                          mode=mode, pairs=len(k))
     hot = np.nonzero(covered)[0]
     inside = (np.arange(BINS) >= hot[0]) & (np.arange(BINS) <= hot[-1])
     if mode == "size":
@@ -312,15 +344,15 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
         lam_t = np.where(inside, np.maximum(_smooth(hist) - rate * s * widths, 0.0)
                          / np.maximum(rate * s * widths, 1e-12), 0.0)
     lam_s, lam_s_unseen, lam_id = size_ratio.copy(), 1.0, (1.0, 1.0)
-    post = np.zeros(len(delay))
+    post = np.zeros(len(k))
     ids_agree = bool(same_id.any())  # if never, lam_id stays (1, 1): multiplying by it changes nothing
     for _ in range(EM_ITERS):
         # E: posterior of each candidate being the outbound's source (or none).
-        lam = lam_t[k] * lam_s[vinv] if len(delay) else np.zeros(0)
+        lam = lam_t[k] * lam_s[vinv] if len(k) else np.zeros(0)
         if ids_agree:
             lam = lam * np.where(same_id, lam_id[0], lam_id[1])
         denom = 1.0 + np.bincount(op, weights=lam, minlength=s)
-        post = lam / denom[op] if len(delay) else lam
+        post = lam / denom[op] if len(k) else lam
         # M: delay signal histogram vs uniform background.
         g = _smooth(np.bincount(k, weights=post, minlength=BINS))
         background = max(hist.sum() - post.sum(), 1.0)
@@ -344,8 +376,8 @@ def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 
     if signal >= MIN_SIGNAL and len(strong):
         support = (float(edges[strong[0]]), float(edges[strong[-1] + 1]))
         lam_t = np.where((np.arange(BINS) >= strong[0]) & (np.arange(BINS) <= strong[-1]), lam_t, 0.0)
-    return DelayModel(edges, lam_t, values, lam_s, float(lam_s_unseen), lam_id, support, signal, len(sample),
-                      mode=mode, pairs=len(delay))
+    return DelayModel(edges, lam_t, values, lam_s, float(lam_s_unseen), lam_id, support, signal, pairs.sample,
+                      mode=mode, pairs=len(k))
 
 
 def _posteriors(b: Bursts, model: DelayModel, inb: np.ndarray, outb: np.ndarray, t_out: np.ndarray):
@@ -404,7 +436,22 @@ def _shifted(b: Bursts, shift: float) -> Bursts:
     return Bursts(np.where(b.direction == OUTBOUND, b.time + shift, b.time), b.device, b.direction, b.size, b.ident)
 
 
-def _survives_null(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int, candidate: DelayModel) -> bool:
+class _Placements:
+    """The pair samples of one relay's bursts, real and with outbound times shifted beyond WINDOW (the
+    nulls), each drawn once on first use and shared by both modes' EMs."""
+
+    def __init__(self, b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int) -> None:
+        self.b, self.inb, self.outb, self.seed = b, inb, outb, seed
+        self._drawn: dict[float, PairSample] = {}
+
+    def pairs(self, shift: float) -> PairSample:
+        if shift not in self._drawn:
+            b = self.b if shift == 0.0 else _shifted(self.b, shift)
+            self._drawn[shift] = pair_sample(b, self.inb, self.outb, self.seed)
+        return self._drawn[shift]
+
+
+def _survives_null(placements: _Placements, candidate: DelayModel) -> bool:
     """Is the candidate's excess a relay delay, or structure any unrelated traffic has (periodic slots,
     batches)? The same EM on outbound times shifted beyond WINDOW, where no true pair can fall, says: the
     real excess must clearly beat the larger of two shifted ones. A shifted stream overlaps the capture
@@ -415,7 +462,7 @@ def _survives_null(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int, cand
     is not run, and the first's signal is the one recorded."""
     candidate.null_signal = 0.0
     for sign in (1.0, -1.0):
-        null = learn_delay_model(_shifted(b, sign * (WINDOW + NULL_OFFSET)), inb, outb, seed, candidate.mode)
+        null = fit_delay_model(placements.pairs(sign * (WINDOW + NULL_OFFSET)), candidate.mode)
         scaled = null.signal * candidate.pairs / null.pairs if null.pairs else math.inf
         candidate.null_signal = max(candidate.null_signal, scaled)
         if candidate.signal < MIN_SIGNAL + 2.0 * candidate.null_signal + 3.0 * math.sqrt(candidate.null_signal):
@@ -431,17 +478,18 @@ def _choose_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int) -> De
     The null test costs two EMs per mode, so the modes are tested strongest first and the second only when
     the answer can still depend on it: once the stronger candidate survives, the weaker could not be
     chosen whatever its null said. The model returned, null signal included, is the one testing both
-    modes would give (each EM seeds its own generator, so their order does not matter)."""
-    size, delay = (learn_delay_model(b, inb, outb, seed, mode) for mode in ("size", "delay"))
+    modes would give (the pairs are drawn with the same seed for every mode and shift)."""
+    placements = _Placements(b, inb, outb, seed)
+    size, delay = (fit_delay_model(placements.pairs(0.0), mode) for mode in ("size", "delay"))
     if delay.support is not None and (size.support is None or delay.signal > size.signal):
-        if _survives_null(b, inb, outb, seed, delay):
+        if _survives_null(placements, delay):
             return delay
         if size.support is not None:
-            _survives_null(b, inb, outb, seed, size)
+            _survives_null(placements, size)
         return size
-    if size.support is not None and _survives_null(b, inb, outb, seed, size):
+    if size.support is not None and _survives_null(placements, size):
         return size
-    if delay.support is not None and _survives_null(b, inb, outb, seed, delay):
+    if delay.support is not None and _survives_null(placements, delay):
         return delay
     return size
 
@@ -644,7 +692,7 @@ class RelayCorrelation(Analyzer):
     """Links senders to recipients through a relay by delay, size and envelope-id correlation."""
 
     id = ID
-    cost = 16.0  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    cost = 13.0  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
     description = ("Matches message bursts devices send to a relay with the bursts the relay sends to other "
                    "devices (delay and size distributions learned from the capture, statistical disclosure "
                    "over rounds) and reports sender -> recipient links and per-message candidate senders.")

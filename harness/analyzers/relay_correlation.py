@@ -113,7 +113,7 @@ class DelayModel:
     sample: int  # outbound messages in the sample
     null_signal: float = 0.0  # the same EM's excess with outbound times shifted beyond WINDOW (scaled: _survives_null)
     mode: str = "delay"  # "size": the delay was found among size-matched pairs; "delay": among all
-    pairs: int = 0  # (inbound, outbound) pairs of different devices the EM saw
+    exposure: float = 0.0  # the sample's windows' overlap with the inbound stream's span (PairSample)
 
     def ratio(self, delay: np.ndarray, dsize: np.ndarray, same_id: np.ndarray) -> np.ndarray:
         k = np.clip(delay_bins(self.edges, delay), 0, len(self.lam_t) - 1)
@@ -252,6 +252,8 @@ class PairSample:
     size_ratio: np.ndarray  # per size difference: real count against the null's (scaled), smoothed
     matched_value: np.ndarray  # size differences significantly over-represented: the relay's overhead
     null_matched: float  # the null's (scaled) pairs with a matched size difference
+    exposure: float  # sum over the sample of how much of its window [t - WINDOW, t] the inbound stream spans,
+    # in windows: what a shifted null loses at the capture's ends (a capture shorter than the shift: all)
 
 
 def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> PairSample:
@@ -297,8 +299,12 @@ def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> 
     if matched_value.any():
         matched_value[matched_value] = (poisson_tail(count[matched_value], null_count[matched_value] + 0.5)
                                         < SCAN_ALPHA / max(len(values), 1))
+    t_out = b.time[sample]
+    first, last = (float(t_in[0]), float(t_in[-1])) if len(t_in) else (0.0, 0.0)
+    seen = np.minimum(t_out, last) - np.maximum(t_out - WINDOW, first)
+    exposure = float(np.clip(seen, 0.0, WINDOW).sum() / WINDOW) if len(t_in) else 0.0
     return PairSample(edges, len(sample), op, k, same_id, values, vinv, hist, size_ratio, matched_value,
-                      float(null_count[matched_value].sum()))
+                      float(null_count[matched_value].sum()), exposure)
 
 
 def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0,
@@ -335,7 +341,7 @@ def fit_delay_model(pairs: PairSample, mode: str | None = None) -> DelayModel:
         covered = _scan(hist, rate * s * widths)
     if not covered.any():
         return DelayModel(edges, np.zeros(BINS), values, size_ratio, 1.0, (1.0, 1.0), None, 0.0, pairs.sample,
-                          mode=mode, pairs=len(k))
+                          mode=mode, exposure=pairs.exposure)
     hot = np.nonzero(covered)[0]
     inside = (np.arange(BINS) >= hot[0]) & (np.arange(BINS) <= hot[-1])
     if mode == "size":
@@ -377,7 +383,7 @@ def fit_delay_model(pairs: PairSample, mode: str | None = None) -> DelayModel:
         support = (float(edges[strong[0]]), float(edges[strong[-1] + 1]))
         lam_t = np.where((np.arange(BINS) >= strong[0]) & (np.arange(BINS) <= strong[-1]), lam_t, 0.0)
     return DelayModel(edges, lam_t, values, lam_s, float(lam_s_unseen), lam_id, support, signal, pairs.sample,
-                      mode=mode, pairs=len(k))
+                      mode=mode, exposure=pairs.exposure)
 
 
 def _posteriors(b: Bursts, model: DelayModel, inb: np.ndarray, outb: np.ndarray, t_out: np.ndarray):
@@ -456,14 +462,15 @@ def _survives_null(placements: _Placements, candidate: DelayModel) -> bool:
     batches)? The same EM on outbound times shifted beyond WINDOW, where no true pair can fall, says: the
     real excess must clearly beat the larger of two shifted ones. A shifted stream overlaps the capture
     less than the real one (a capture shorter than the shift: not at all), so each null's signal is scaled
-    to the real pairs' number; a null with no pairs says nothing, and an excess nothing can be compared
-    with is not believed. Records the larger null signal in the candidate and clears its support when it
+    by the real sample's exposure over the null's (how much of the outbound messages' windows the inbound
+    stream spans: the capture's ends, not how busy it is there); a null with no exposure says nothing, and
+    an excess nothing can be compared with is not believed. Records the larger null signal in the candidate and clears its support when it
     does not survive; when the first shift already rejects, the second (which could only raise the bar)
     is not run, and the first's signal is the one recorded."""
     candidate.null_signal = 0.0
     for sign in (1.0, -1.0):
         null = fit_delay_model(placements.pairs(sign * (WINDOW + NULL_OFFSET)), candidate.mode)
-        scaled = null.signal * candidate.pairs / null.pairs if null.pairs else math.inf
+        scaled = null.signal * candidate.exposure / null.exposure if null.exposure > 0 else math.inf
         candidate.null_signal = max(candidate.null_signal, scaled)
         if candidate.signal < MIN_SIGNAL + 2.0 * candidate.null_signal + 3.0 * math.sqrt(candidate.null_signal):
             candidate.support = None

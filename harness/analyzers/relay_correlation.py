@@ -6,11 +6,15 @@ inbound -> outbound time differences (log-spaced bins), how long the relay holds
 pairs (unrelated messages) spread uniformly in delay, true pairs pile up where the relay's delay is.
 The same EM learns the size-difference distribution of true pairs (the relay's overhead: 0 when it
 re-seals the same plaintext, a constant for a fixed header, nothing when bodies are padded) and how
-often envelope ids agree (a relay that forwards its inbound id). A delay found so is believed only if it
-clearly beats the same EM run with outbound times shifted past WINDOW (no true pair can fall there), the
-null's excess scaled to the number of pairs the real run saw: a capture not much longer than the shift
-leaves the null few pairs or none, and an excess with nothing to compare against is not believed (a short
-capture of a busy gateway's ordinary servers would otherwise be all relays). Per outbound message j the candidates
+often envelope ids agree (a relay that forwards its inbound id). The background is uniform in delay only
+where a message's whole window lies inside the capture: near its ends the background follows each delay
+bin's coverage (`delay_coverage`). A pair is possible only if the recipient's connection was already open
+when the message came in: a relay pushes down connections it holds, and a reply on a connection opened
+afterwards is a client's own new session (every web or mail server would look like a relay otherwise).
+A delay found so is believed only if it clearly beats the same EM run with outbound times shifted past
+WINDOW (no true pair can fall there), the null's excess scaled by the real sample's exposure over the
+null's; a capture shorter than the shift leaves the null nothing, and an excess with nothing to compare
+against is not believed. Per outbound message j the candidates
 i inside the learned delay support get a likelihood ratio
 
     L_ij = lambda_t(delay) * lambda_s(size difference) * lambda_id(ids equal?)
@@ -88,6 +92,7 @@ class Bursts:
     direction: np.ndarray
     size: np.ndarray
     ident: np.ndarray | None = None
+    opened: np.ndarray | None = None  # when the burst's connection was first seen (None: not known)
 
     def __post_init__(self) -> None:
         self.time = np.asarray(self.time, dtype=np.float64)
@@ -96,6 +101,8 @@ class Bursts:
         self.size = np.asarray(self.size, dtype=np.int64)
         self.ident = (np.full(len(self.time), -1, dtype=np.int64) if self.ident is None
                       else np.asarray(self.ident, dtype=np.int64))
+        if self.opened is not None:
+            self.opened = np.asarray(self.opened, dtype=np.float64)
 
 
 @dataclass
@@ -254,6 +261,8 @@ class PairSample:
     null_matched: float  # the null's (scaled) pairs with a matched size difference
     exposure: float  # sum over the sample of how much of its window [t - WINDOW, t] the inbound stream spans,
     # in windows: what a shifted null loses at the capture's ends (a capture shorter than the shift: all)
+    coverage: np.ndarray | None  # per delay bin: outbound-seconds of it inside the inbound stream's span
+    # (delays an outbound message near the capture's ends cannot have); None: every window inside
 
 
 def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> PairSample:
@@ -268,7 +277,7 @@ def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> 
     t_in = b.time[inb]
     op, ip = _pairs(t_in, b.time[sample], 0.0, WINDOW)
     o, i = sample[op], inb[ip]
-    keep = (b.device[o] != b.device[i]) & (b.time[o] > b.time[i])
+    keep = _possible(b, o, i) & (b.time[o] > b.time[i])
     op, o, i = op[keep], o[keep], i[keep]
     delay = b.time[o] - b.time[i]
     dsize = b.size[o] - b.size[i]
@@ -287,8 +296,7 @@ def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> 
     for sign in (1.0, -1.0):
         nop, nip = _pairs(t_in, b.time[sample] + sign * (WINDOW + NULL_OFFSET), 0.0, WINDOW)
         no, ni = sample[nop], inb[nip]
-        other = b.device[no] != b.device[ni]
-        nd = (b.size[no] - b.size[ni])[other]
+        nd = (b.size[no] - b.size[ni])[_possible(_shifted(b, sign * (WINDOW + NULL_OFFSET)), no, ni)]
         null_pairs += len(nd)
         j = np.clip(value_positions(values, nd), 0, max(len(values) - 1, 0))
         if len(values):
@@ -299,12 +307,40 @@ def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> 
     if matched_value.any():
         matched_value[matched_value] = (poisson_tail(count[matched_value], null_count[matched_value] + 0.5)
                                         < SCAN_ALPHA / max(len(values), 1))
-    t_out = b.time[sample]
-    first, last = (float(t_in[0]), float(t_in[-1])) if len(t_in) else (0.0, 0.0)
-    seen = np.minimum(t_out, last) - np.maximum(t_out - WINDOW, first)
-    exposure = float(np.clip(seen, 0.0, WINDOW).sum() / WINDOW) if len(t_in) else 0.0
+    coverage = delay_coverage(edges, b.time[sample], t_in)
+    exposure = float(len(sample)) if coverage is None else float(coverage.sum()) / WINDOW
     return PairSample(edges, len(sample), op, k, same_id, values, vinv, hist, size_ratio, matched_value,
-                      float(null_count[matched_value].sum()), exposure)
+                      float(null_count[matched_value].sum()), exposure, coverage)
+
+
+def delay_coverage(edges: np.ndarray, t_out: np.ndarray, t_in: np.ndarray) -> np.ndarray | None:
+    """Per delay bin, how many seconds of it the outbound messages `t_out` could have pairs in: delay d is
+    possible for a message at t only while t - d lies inside the inbound stream's span [first, last]. None
+    when every message's whole window is (the background is then uniform: s * widths).
+
+    Near the capture's ends a window is cut: early messages cannot have long delays, messages past the last
+    inbound cannot have short ones. A background taken uniform there shows an excess that no relay made
+    (at short delays in the real capture, at long ones in a shifted null); the EM measures against this
+    coverage instead. Exact interval sums over sorted interval ends, O((s + bins) log s)."""
+    if not len(t_in):
+        return np.zeros(len(edges) - 1)
+    first, last = float(t_in[0]), float(t_in[-1])
+    lo = np.clip(t_out - last, edges[0], edges[-1])  # each message's possible delays: [lo, hi]
+    hi = np.clip(t_out - first, edges[0], edges[-1])
+    if not len(t_out) or (lo.max() <= edges[0] and hi.min() >= edges[-1]):
+        return None
+    hi = np.maximum(hi, lo)
+
+    def integral(ends: np.ndarray) -> np.ndarray:
+        """At every edge x: sum over messages of max(0, x - end)."""
+        ends = np.sort(ends)
+        n = np.searchsorted(ends, edges, side="right")
+        below = np.concatenate([[0.0], np.cumsum(ends)])[n]
+        return n * edges - below
+
+    inside = integral(lo) - integral(hi)  # at each edge x: total length of [lo, hi] below x
+    return np.maximum(np.diff(inside), 0.0)
+
 
 
 def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0,
@@ -323,6 +359,11 @@ def fit_delay_model(pairs: PairSample, mode: str | None = None) -> DelayModel:
     widths = np.diff(edges)
     s = max(pairs.sample, 1)
     span = WINDOW - edges[0]
+    if pairs.coverage is not None:  # windows cut at the capture's ends: the background follows the coverage
+        if pairs.coverage.sum() <= 0:
+            return DelayModel(edges, np.zeros(BINS), values, size_ratio, 1.0, (1.0, 1.0), None, 0.0,
+                              pairs.sample, mode=mode or "delay", exposure=0.0)
+        widths, span = pairs.coverage / s, float(pairs.coverage.sum()) / s
     # Where is the excess over a uniform background significant? A multi-scale scan over neighbouring
     # bins, Poisson tail against Bonferroni over bins and scales; the EM only models delays in that
     # hull. First over all pairs, then (sizes survive, delays spread) over the size-matched pairs.
@@ -391,7 +432,7 @@ def _posteriors(b: Bursts, model: DelayModel, inb: np.ndarray, outb: np.ndarray,
     op, ip = _pairs(b.time[inb], t_out, lo, hi)
     o, i = outb[op], inb[ip]
     delay = t_out[op] - b.time[i]
-    keep = (b.device[o] != b.device[i]) & (delay > 0)
+    keep = _possible(b, o, i, t_out[op] - b.time[o]) & (delay > 0)
     op, o, i, delay = op[keep], o[keep], i[keep], delay[keep]
     lam = model.ratio(delay, b.size[o] - b.size[i], (b.ident[o] == b.ident[i]) & (b.ident[o] >= 0))
     denom = 1.0 + np.bincount(op, weights=lam, minlength=len(outb))
@@ -439,7 +480,21 @@ def _periods(dev: np.ndarray, t: np.ndarray, ndev: int) -> np.ndarray:
 
 
 def _shifted(b: Bursts, shift: float) -> Bursts:
-    return Bursts(np.where(b.direction == OUTBOUND, b.time + shift, b.time), b.device, b.direction, b.size, b.ident)
+    """`b` with its outbound messages (and the connections they came down) moved by `shift` seconds."""
+    out = b.direction == OUTBOUND
+    opened = None if b.opened is None else np.where(out, b.opened + shift, b.opened)
+    return Bursts(np.where(out, b.time + shift, b.time), b.device, b.direction, b.size, b.ident, opened)
+
+
+def _possible(b: Bursts, o: np.ndarray, i: np.ndarray, moved: np.ndarray | float = 0.0) -> np.ndarray:
+    """Which (outbound o, inbound i) pairs a relay could have made: different devices, and the recipient's
+    connection already open when the message came in (a relay pushes down a connection it holds; a
+    connection that opens only afterwards is the device's own new session, as every web or mail client's
+    is, not the relay's delivery). `moved`: how far each outbound message (and its connection) is shifted."""
+    keep = b.device[o] != b.device[i]
+    if b.opened is not None:
+        keep &= b.opened[o] + moved <= b.time[i]
+    return keep
 
 
 class _Placements:
@@ -628,7 +683,7 @@ def disclosure(b: Bursts, model: DelayModel | None = None) -> Correlation | None
     op = np.repeat(np.arange(len(outb)), counts)
     first = np.cumsum(counts) - counts
     ip = inb[np.arange(int(counts.sum())) - np.repeat(first, counts) + np.repeat(lo[rid], counts)]
-    keep = b.device[ip] != b.device[outb][op]
+    keep = _possible(b, outb[op], ip)
     op, ip = op[keep], ip[keep]
     # Within a round, sizes still speak if they survive the relay (the learned size-difference ratios).
     weight = np.ones(len(op))
@@ -676,6 +731,7 @@ class _Records:
         self.device = array("q")  # code into `names`: the flow's client address
         self.hub = array("q")  # code into `names`: the flow's server endpoint
         self.flow = array("q")  # code into `flows`
+        self.opened = array("d")  # when the flow was first seen
         self.names: dict[str, int] = {}
         self.flows: list[str] = []
 
@@ -723,6 +779,7 @@ class RelayCorrelation(Analyzer):
             rows.device.append(device)
             rows.hub.append(hub)
             rows.flow.append(flow_code)
+            rows.opened.append(flow.first_seen)
             added = True
         if added:
             rows.flows.append(flow.id)
@@ -734,7 +791,8 @@ class RelayCorrelation(Analyzer):
         names = list(rows.names)
         columns = {k: np.frombuffer(getattr(rows, k), dtype=dt) if len(rows.time) else np.zeros(0, dt)
                    for k, dt in (("time", np.float64), ("direction", np.int8), ("size", np.int64),
-                                 ("ident", np.int64), ("device", np.int64), ("flow", np.int64))}
+                                 ("ident", np.int64), ("device", np.int64), ("flow", np.int64),
+                                 ("opened", np.float64))}
         for hub, at in rows.by_hub():
             device_codes = columns["device"][at]
             direction = columns["direction"][at]
@@ -746,7 +804,7 @@ class RelayCorrelation(Analyzer):
             position = {name: n for n, name in enumerate(devices)}
             local[present] = [position[names[c]] for c in present.tolist()]
             b = Bursts(columns["time"][at], local[device_codes], direction, columns["size"][at],
-                       columns["ident"][at])
+                       columns["ident"][at], columns["opened"][at])
             c = correlate(b)
             rule = "relay-delay-size-correlation"
             if c.model.support is None:

@@ -755,7 +755,7 @@ class RelayCorrelation(Analyzer):
     """Links senders to recipients through a relay by delay, size and envelope-id correlation."""
 
     id = ID
-    cost = 13.0  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    cost = 0.9  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
     description = ("Matches message bursts devices send to a relay with the bursts the relay sends to other "
                    "devices (delay and size distributions learned from the capture, statistical disclosure "
                    "over rounds) and reports sender -> recipient links and per-message candidate senders.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 from harness.observables import OBSERVABLES
@@ -80,11 +79,17 @@ class Finding:
         t = self.evidence.get("time")
         return float(t) if t is not None else None
 
-    @cached_property
+    @property
     def id(self) -> str:
-        """sha256 of the compact, key-sorted JSON of [analyzer, observable, kind, flow, value], 16 hex digits."""
-        ident = _id_json([self.analyzer, self.observable, self.kind, self.flow, self.value])
-        return hashlib.sha256(ident.encode()).hexdigest()[:16]
+        """sha256 of the compact, key-sorted JSON of [analyzer, observable, kind, flow, value], 16 hex digits.
+
+        Computed once and kept in the instance (not `functools.cached_property`, which on Python 3.11 takes
+        a lock on every first use: a few microseconds for each of a million findings)."""
+        known = self.__dict__.get("_id")
+        if known is None:
+            ident = _id_json([self.analyzer, self.observable, self.kind, self.flow, self.value])
+            known = self.__dict__["_id"] = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        return known
 
     def to_json(self) -> dict:
         return {"id": self.id, "analyzer": self.analyzer, "observable": self.observable, "kind": self.kind,

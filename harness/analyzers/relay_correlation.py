@@ -34,9 +34,9 @@ model). Its confidence is 1 - p-value.
 
 Complexity, for n inbound and m outbound bursts: one sort, O((n+m) log(n+m)); EM on a sample of at
 most SAMPLE outbounds (fewer when busy: about SAMPLE_PAIRS pairs) against inbounds within WINDOW
-seconds, O(min(SAMPLE * rho * WINDOW, SAMPLE_PAIRS)) pairs per iteration (rho = inbound rate), six
-times (two modes, each against two shifted nulls); the full pass enumerates per outbound only the inbounds inside the
-learned support [lo, hi] with searchsorted, O(m * rho * (hi - lo)) pairs, four times more for the null
+seconds, O(min(SAMPLE * rho * WINDOW, SAMPLE_PAIRS)) pairs per iteration (rho = inbound rate), at most
+six times (two modes, each against up to two shifted nulls; the pairs of each placement drawn once); the
+full pass enumerates per outbound only the inbounds inside the learned support [lo, hi] with searchsorted, O(m * rho * (hi - lo)) pairs, four times more for the null
 shifts; links aggregate by sorting integer pair keys, O(P log P). Memory O(P). No step is O(n * m).
 """
 from __future__ import annotations
@@ -244,8 +244,8 @@ def unique_integers(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class PairSample:
-    """The (inbound, outbound) pairs of different devices within WINDOW s for a sample of outbound
-    messages, and what every mode's EM reads from them: delay bins, size differences, the size null.
+    """The (inbound, outbound) pairs a relay could have made (`_possible`) within WINDOW s for a sample of
+    outbound messages, and what every mode's EM reads from them: delay bins, size differences, the size null.
     Made once per placement of the outbound times (real, or shifted for a null) and shared by the modes."""
 
     edges: np.ndarray
@@ -296,7 +296,7 @@ def pair_sample(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0) -> 
     for sign in (1.0, -1.0):
         nop, nip = _pairs(t_in, b.time[sample] + sign * (WINDOW + NULL_OFFSET), 0.0, WINDOW)
         no, ni = sample[nop], inb[nip]
-        nd = (b.size[no] - b.size[ni])[_possible(_shifted(b, sign * (WINDOW + NULL_OFFSET)), no, ni)]
+        nd = (b.size[no] - b.size[ni])[_possible(b, no, ni, sign * (WINDOW + NULL_OFFSET))]
         null_pairs += len(nd)
         j = np.clip(value_positions(values, nd), 0, max(len(values) - 1, 0))
         if len(values):
@@ -340,7 +340,6 @@ def delay_coverage(edges: np.ndarray, t_out: np.ndarray, t_in: np.ndarray) -> np
 
     inside = integral(lo) - integral(hi)  # at each edge x: total length of [lo, hi] below x
     return np.maximum(np.diff(inside), 0.0)
-
 
 
 def learn_delay_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int = 0,
@@ -519,9 +518,9 @@ def _survives_null(placements: _Placements, candidate: DelayModel) -> bool:
     less than the real one (a capture shorter than the shift: not at all), so each null's signal is scaled
     by the real sample's exposure over the null's (how much of the outbound messages' windows the inbound
     stream spans: the capture's ends, not how busy it is there); a null with no exposure says nothing, and
-    an excess nothing can be compared with is not believed. Records the larger null signal in the candidate and clears its support when it
-    does not survive; when the first shift already rejects, the second (which could only raise the bar)
-    is not run, and the first's signal is the one recorded."""
+    an excess nothing can be compared with is not believed. Records the larger null signal in the
+    candidate and clears its support when it does not survive; when the first shift already rejects, the
+    second (which could only raise the bar) is not run, and the first's signal is the one recorded."""
     candidate.null_signal = 0.0
     for sign in (1.0, -1.0):
         null = fit_delay_model(placements.pairs(sign * (WINDOW + NULL_OFFSET)), candidate.mode)
@@ -720,7 +719,7 @@ def disclosure(b: Bursts, model: DelayModel | None = None) -> Correlation | None
 
 
 class _Records:
-    """Every message burst of every TCP flow, one row each, held in typed columns (about 40 bytes a row,
+    """Every message burst of every TCP flow, one row each, held in typed columns (about 50 bytes a row,
     not a Python object: a large capture has millions); strings as codes into small tables."""
 
     def __init__(self) -> None:

@@ -195,6 +195,9 @@ def _across_flows(f: Finding) -> tuple:
     return (f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id)
 
 
+NO_LABEL = {"app": "unknown", "payload_class": None, "entropy": None}  # a flow no finding labelled
+
+
 class FlowLabels(Mapping):
     """flow id -> {"app", "payload_class", "entropy"}, as `_Labels` decided them.
 
@@ -209,7 +212,7 @@ class FlowLabels(Mapping):
     def __getitem__(self, flow_id: str) -> dict:
         row = self._rows[flow_id]
         if row is None:
-            return {"app": "unknown", "payload_class": None, "entropy": None}
+            return dict(NO_LABEL)
         return {"app": row[0], "payload_class": row[1], "entropy": row[2]}
 
     def __iter__(self):
@@ -280,8 +283,6 @@ class FlowRows(Sequence):
     """The document's "flows": one row per flow, built when read, not held (a large capture has hundreds of
     thousands of flows and the file writer reads each row once)."""
 
-    _DEFAULT = {"app": "unknown", "payload_class": None, "entropy": None}
-
     def __init__(self, flows: Sequence[Flow | FlowSummary], labels: dict[str, dict]) -> None:
         self._flows, self._labels = flows, labels
 
@@ -295,7 +296,7 @@ class FlowRows(Sequence):
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
         flow = self._flows[i]
-        label = self._labels.get(flow.id, self._DEFAULT)
+        label = self._labels.get(flow.id, NO_LABEL)
         return {
             "id": flow.id, "proto": flow.proto, "src": flow.src, "dst": flow.dst,
             "packets": flow.total_packets, "bytes": flow.total_bytes,

@@ -534,25 +534,18 @@ def _survives_null(placements: _Placements, candidate: DelayModel) -> bool:
 
 def _choose_model(b: Bursts, inb: np.ndarray, outb: np.ndarray, seed: int) -> DelayModel:
     """The delay model of the mode ("size", "delay") whose support survives its null test, the one with the
-    larger signal when both do (size on a tie); when neither does, the size mode's model.
-
-    The null test costs two EMs per mode, so the modes are tested strongest first and the second only when
-    the answer can still depend on it: once the stronger candidate survives, the weaker could not be
-    chosen whatever its null said. The model returned, null signal included, is the one testing both
-    modes would give (the pairs are drawn with the same seed for every mode and shift)."""
+    larger signal when both do (size on a tie); when neither does, the size mode's model. Both modes read
+    the same pair samples (`_Placements`)."""
     placements = _Placements(b, inb, outb, seed)
-    size, delay = (fit_delay_model(placements.pairs(0.0), mode) for mode in ("size", "delay"))
-    if delay.support is not None and (size.support is None or delay.signal > size.signal):
-        if _survives_null(placements, delay):
-            return delay
-        if size.support is not None:
-            _survives_null(placements, size)
-        return size
-    if size.support is not None and _survives_null(placements, size):
-        return size
-    if delay.support is not None and _survives_null(placements, delay):
-        return delay
-    return size
+    model = None
+    for mode in ("size", "delay"):
+        candidate = fit_delay_model(placements.pairs(0.0), mode)
+        if candidate.support is not None:
+            _survives_null(placements, candidate)
+        if model is None or (candidate.support is not None
+                             and (model.support is None or candidate.signal > model.signal)):
+            model = candidate
+    return model
 
 
 def correlate(b: Bursts, seed: int = 0) -> Correlation:
@@ -730,7 +723,7 @@ class _Records:
         self.device = array("q")  # code into `names`: the flow's client address
         self.hub = array("q")  # code into `names`: the flow's server endpoint
         self.flow = array("q")  # code into `flows`
-        self.opened = array("d")  # when the flow was first seen
+        self.opened = array("d")  # per flow (by its code, as `flows`): when it was first seen
         self.names: dict[str, int] = {}
         self.flows: list[str] = []
 
@@ -778,10 +771,10 @@ class RelayCorrelation(Analyzer):
             rows.device.append(device)
             rows.hub.append(hub)
             rows.flow.append(flow_code)
-            rows.opened.append(flow.first_seen)
             added = True
         if added:
             rows.flows.append(flow.id)
+            rows.opened.append(flow.first_seen)
         return ()
 
     def finish(self, flows: Sequence[Flow]) -> Iterator[Finding]:
@@ -790,8 +783,8 @@ class RelayCorrelation(Analyzer):
         names = list(rows.names)
         columns = {k: np.frombuffer(getattr(rows, k), dtype=dt) if len(rows.time) else np.zeros(0, dt)
                    for k, dt in (("time", np.float64), ("direction", np.int8), ("size", np.int64),
-                                 ("ident", np.int64), ("device", np.int64), ("flow", np.int64),
-                                 ("opened", np.float64))}
+                                 ("ident", np.int64), ("device", np.int64), ("flow", np.int64))}
+        opened = np.frombuffer(rows.opened, dtype=np.float64) if len(rows.opened) else np.zeros(0)
         for hub, at in rows.by_hub():
             device_codes = columns["device"][at]
             direction = columns["direction"][at]
@@ -803,7 +796,7 @@ class RelayCorrelation(Analyzer):
             position = {name: n for n, name in enumerate(devices)}
             local[present] = [position[names[c]] for c in present.tolist()]
             b = Bursts(columns["time"][at], local[device_codes], direction, columns["size"][at],
-                       columns["ident"][at], columns["opened"][at])
+                       columns["ident"][at], opened[columns["flow"][at]])
             c = correlate(b)
             rule = "relay-delay-size-correlation"
             if c.model.support is None:

@@ -723,7 +723,7 @@ class _Records:
         self.device = array("q")  # code into `names`: the flow's client address
         self.hub = array("q")  # code into `names`: the flow's server endpoint
         self.flow = array("q")  # code into `flows`
-        self.opened = array("d")  # per flow (by its code, as `flows`): when it was first seen
+        self.opened = array("d")  # per flow (by its code, as `flows`): when it was opened (-inf: unknown)
         self.names: dict[str, int] = {}
         self.flows: list[str] = []
 
@@ -774,7 +774,9 @@ class RelayCorrelation(Analyzer):
             added = True
         if added:
             rows.flows.append(flow.id)
-            rows.opened.append(flow.first_seen)
+            # Opened when first seen only if its SYN was: a flow picked up mid-stream (the capture began
+            # later, or the observe tier split it after an idle spell) was open before anyone saw it.
+            rows.opened.append(flow.first_seen if flow.handshake else -math.inf)
         return ()
 
     def finish(self, flows: Sequence[Flow]) -> Iterator[Finding]:

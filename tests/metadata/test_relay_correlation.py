@@ -250,3 +250,38 @@ def test_delay_coverage_is_the_sum_of_each_window_inside_the_inbound_span(t_out,
         assert (lo == 0).all() and (hi == WINDOW).all()
     else:
         assert np.allclose(got, want, rtol=1e-9, atol=1e-7 * len(t_out))
+
+
+
+@pytest.mark.parametrize("syn_seen", [True, False])
+def test_a_connection_seen_only_mid_stream_counts_as_open_all_along(monkeypatch, syn_seen):
+    """Each message on a flow of its own, first seen at that message. With the SYN seen, a delivery on it
+    came down a connection opened after the sender's message: not a relay's. Without (the capture began
+    later, or the observe tier split the flow after an idle spell) the connection was open before anyone
+    saw it, and the deliveries link."""
+    from types import SimpleNamespace
+
+    import harness.analyzers.relay_correlation as rc
+    from harness.analyzers import Knowledge
+
+    b, true = synthetic_relay(n_dev=20, n_msg=1500, duration=1800.0)
+    bursts = {}
+    flows = []
+    for k in range(len(b.time)):
+        dev = int(b.device[k])
+        flow = SimpleNamespace(proto="tcp", src_ip=f"10.0.0.{dev}", dst="192.0.2.1:3101", id=f"flow {k}",
+                               first_seen=float(b.time[k]), handshake=syn_seen)
+        bursts[flow.id] = [SimpleNamespace(units=[SimpleNamespace(msg_id=None)], start_time=float(b.time[k]),
+                                           direction=rc.CLIENT if b.direction[k] == INBOUND else 1 - rc.CLIENT,
+                                           payload=int(b.size[k]))]
+        flows.append(flow)
+    monkeypatch.setattr(rc.views, "messages", lambda flow: bursts[flow.id])
+    analyzer = rc.RelayCorrelation(Knowledge())
+    for flow in flows:
+        analyzer.on_flow(flow)
+    links = {(f.value["sender"], f.value["recipient"]) for f in analyzer.finish([]) if f.kind == "relay-link"}
+    want = {(f"10.0.0.{s}", f"10.0.0.{r}") for s, r in true}
+    if syn_seen:
+        assert links == set()
+    else:
+        assert len(links & want) >= 0.9 * len(want) and len(links - want) <= 0.05 * len(links)

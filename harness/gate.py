@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 
 from harness.scoring.verdict import wilson_interval
+from harness.series import expand
 
 BASELINE_SCHEMA = "harness.baseline/1"
 REPORT_SCHEMA = "harness.report/1"
@@ -57,7 +58,8 @@ def snapshot(reports: list[dict], findings: dict[str, dict] | None = None) -> di
         ids_by_obs: dict[str, set[str]] = {}
         if doc is not None:
             for f in doc.get("findings", []):
-                ids_by_obs.setdefault(f.get("observable"), set()).add(finding_identity(f))
+                for item in expand(f):  # a series finding: one identity per item, as if written one by one
+                    ids_by_obs.setdefault(item.get("observable"), set()).add(finding_identity(item))
         observables = {}
         for obs, m in r["observables"].items():
             entry = {k: m[k] for k in MEASURE_FIELDS if k in m}

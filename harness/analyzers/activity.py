@@ -11,8 +11,8 @@ known document went by: metadata a tap reads from packet sizes and times alone.
   (name = document name, material = its size in ASCII digits).
 
 Findings: `timing` "online-period" (no message time: the scorer does not count it as a message's
-time), `volume` "received-volume", `size` "size-class" and "known-document" (no byte count, so the
-size measure is unaffected). Sees only observed flows; never the simulator, its truth, or the scorer.
+time), `volume` "received-volume", `size` "size-class" (one series finding per flow, an item per burst:
+harness/series.py) and "known-document" (no byte count, so the size measure is unaffected). Sees only observed flows; never the simulator, its truth, or the scorer.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe import views
 from harness.observe.model import CLIENT, Flow
+from harness.series import SERIES
 
 ID = "metadata.activity"
 ONLINE_GAP = 300.0  # seconds of silence that end an online period
@@ -121,20 +122,29 @@ class Activity(Analyzer):
             self._merged[flow.src_ip] = len(seen)
         out = []
         clock = views.clock(flow)
-        for burst in views.messages(flow):
-            if burst.direction != CLIENT:
-                self._received[flow.src_ip] += 1
-            packets = clock.packets(burst.direction, burst.offset, burst.end)
-            t = round(burst.start_time, 3)
-            ev = {"rule": "payload-and-packets", "time": round(burst.start_time, 6), "bytes": burst.payload,
-                  "packets": packets, "direction": "client" if burst.direction == CLIENT else "server",
-                  "device": flow.src_ip}
-            out.append(Finding(ID, "size", "size-class", flow.id, {"time": t, "class": size_class(burst.payload, packets)},
-                               ev, confidence=0.6))
-            docs = document_matches(burst.payload, self.catalogue)
-            if docs:
-                out.append(Finding(ID, "size", "known-document", flow.id, {"time": t, "documents": docs},
-                                   {**ev, "rule": "document-size-fingerprint"}, confidence=1.0 / len(docs)))
+        bursts = views.messages(flow)
+        if not bursts:
+            return out
+        packets = [clock.packets(b.direction, b.offset, b.end) for b in bursts]
+        times = [round(b.start_time, 3) for b in bursts]
+        directions = ["client" if b.direction == CLIENT else "server" for b in bursts]
+        self._received[flow.src_ip] += directions.count("server")
+        # One series finding (harness/series.py) for every burst's size class: item i is what a finding
+        # per burst would say, {"time", "class"}, with that burst's bytes, packets and direction.
+        out.append(Finding(ID, "size", "size-class", flow.id,
+                           {SERIES: {"time": times, "class": [size_class(b.payload, n) for b, n in zip(bursts, packets)]}},
+                           {"rule": "payload-and-packets", "device": flow.src_ip,
+                            SERIES: {"time": [round(b.start_time, 6) for b in bursts],
+                                     "bytes": [b.payload for b in bursts], "packets": packets,
+                                     "direction": directions}}, confidence=0.6))
+        if self.catalogue:
+            for burst, n, t, direction in zip(bursts, packets, times, directions):
+                docs = document_matches(burst.payload, self.catalogue)
+                if docs:
+                    ev = {"rule": "document-size-fingerprint", "time": round(burst.start_time, 6),
+                          "bytes": burst.payload, "packets": n, "direction": direction, "device": flow.src_ip}
+                    out.append(Finding(ID, "size", "known-document", flow.id, {"time": t, "documents": docs},
+                                       ev, confidence=1.0 / len(docs)))
         return out
 
     def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:

@@ -2,7 +2,7 @@
 when each message-sized burst went and how large it was, and how many messages each client sent.
 
 Message bursts come from `message_bursts` (TLS and relay framing stripped, which needs no
-keys). Sees only observed flows; never imports the simulator, its truth, or the scorer.
+keys); their times and sizes are series findings, one per flow and observable (harness/series.py). Sees only observed flows; never imports the simulator, its truth, or the scorer.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe import views
 from harness.observe.model import CLIENT, Flow
+from harness.series import SERIES
 
 ID = "metadata.flows"
 DIRECTION_NAMES = ("client", "server")
@@ -77,21 +78,10 @@ class FlowMetadata(Analyzer):
         if sent is None:
             sent = self._sent[flow.src_ip] = _Sent(flow.src_ip)
         first_message = None
-        for burst in views.messages(flow):
-            t = round(burst.start_time, 3)
-            sizes_known = layout.tls_overhead_known or not layout.is_tls
-            confidence = _BURST_CONFIDENCE.get(burst.rule, 0.8 if sizes_known else 0.6)
-            pins = sorted({f"pin:{u.pin:08x}" for u in burst.units if u.pin is not None})
-            evidence = dict(rule=burst.rule, direction=DIRECTION_NAMES[burst.direction],
-                            time=round(burst.start_time, 6), end_time=round(burst.end_time, 6),
-                            packets=clock.packets(burst.direction, burst.offset, burst.end),
-                            offset=burst.offset, length=burst.end - burst.offset, layer=burst.layer,
-                            units=len(burst.units), device=flow.src_ip)
-            if pins:
-                evidence["pins"] = pins
-            out.append(self._finding(flow, "timing", "message-burst", {"time": t}, confidence, **evidence))
-            out.append(self._finding(flow, "size", "message-burst", {"time": t, "bytes": burst.payload},
-                                     confidence, **evidence))
+        bursts = views.messages(flow)
+        if bursts:
+            out += self._burst_series(flow, bursts, layout, clock)
+        for burst in bursts:
             if burst.direction == CLIENT:
                 sent.messages += 1
                 sent.bytes += burst.payload
@@ -101,6 +91,27 @@ class FlowMetadata(Analyzer):
             if flow.handshake:
                 self._first_message[flow.id] = first_message
         return out
+
+    def _burst_series(self, flow: Flow, bursts: list, layout, clock) -> list[Finding]:
+        """Each message burst's time (timing) and size (size), one series finding each (harness/series.py):
+        item i is what a finding per burst would say, `{"time"}` and `{"time", "bytes"}`, with its evidence."""
+        sizes_known = layout.tls_overhead_known or not layout.is_tls
+        fallback = 0.8 if sizes_known else 0.6
+        times = [round(b.start_time, 3) for b in bursts]
+        pins = [sorted({f"pin:{u.pin:08x}" for u in b.units if u.pin is not None}) or None for b in bursts]
+        confidence = [_BURST_CONFIDENCE.get(b.rule, fallback) for b in bursts]
+        evidence = {"device": flow.src_ip, SERIES: {
+            "rule": [b.rule for b in bursts], "direction": [DIRECTION_NAMES[b.direction] for b in bursts],
+            "time": [round(b.start_time, 6) for b in bursts], "end_time": [round(b.end_time, 6) for b in bursts],
+            "packets": [clock.packets(b.direction, b.offset, b.end) for b in bursts],
+            "offset": [b.offset for b in bursts], "length": [b.end - b.offset for b in bursts],
+            "layer": [b.layer for b in bursts], "units": [len(b.units) for b in bursts], "confidence": confidence}}
+        if any(pins):
+            evidence[SERIES]["pins"] = pins
+        top = max(confidence)
+        return [self._finding(flow, "timing", "message-burst", {SERIES: {"time": times}}, top, **evidence),
+                self._finding(flow, "size", "message-burst",
+                              {SERIES: {"time": times, "bytes": [b.payload for b in bursts]}}, top, **evidence)]
 
     def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
         out: list[Finding] = []

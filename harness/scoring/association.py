@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from harness.series import expand
 from harness.sim.truth import Leg, Truth, TruthMessage
 
 # A finding with a time speaks about a message leg if it falls in [tap_time - BEFORE, tap_time + AFTER].
@@ -34,7 +35,8 @@ class Index:
     def build(cls, findings: list[dict]) -> "Index":
         d: dict = defaultdict(lambda: defaultdict(list))
         for f in findings:
-            d[f["observable"]][f.get("flow")].append(f)
+            for item in expand(f):  # a series finding (harness/series.py): one finding per item
+                d[item["observable"]][item.get("flow")].append(item)
         return cls(d)
 
     def of(self, observable: str) -> list[dict]:

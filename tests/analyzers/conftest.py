@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from harness.analyzers import Finding, Knowledge, registry
 from harness.observe.model import CLIENT, SERVER, Chunk, Flow, endpoint, flow_key
+from harness.series import expand
 
 C, S = CLIENT, SERVER
 FRAME_OVERHEAD = 54  # Ethernet + IPv4 + TCP headers, for the wire byte counters
@@ -62,6 +63,11 @@ def run(analyzer_id: str, *flows: Flow, knowledge: Knowledge | None = None) -> l
 def pick(findings: Iterable[Finding], observable: str | None = None, kind: str | None = None) -> list[Finding]:
     return [f for f in findings if (observable is None or f.observable == observable)
             and (kind is None or f.kind == kind)]
+
+
+def items(findings: Iterable[Finding], observable: str | None = None, kind: str | None = None) -> list[dict]:
+    """The picked findings as the scorer reads them: a series finding as one finding dict per item."""
+    return [item for f in pick(findings, observable, kind) for item in expand(f.to_json())]
 
 
 # --- SMTP ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from .conftest import (
     C,
     S,
     encrypt_chunks,
+    items,
     make_flow,
     pick,
     relay_chunks,
@@ -26,8 +27,8 @@ META = "metadata.flows"
 
 def bursts(findings):
     """[(time, bytes)] from the size findings, and check each has its timing twin."""
-    sizes = sorted((f.value["time"], f.value["bytes"]) for f in pick(findings, "size", "message-burst"))
-    times = sorted(f.value["time"] for f in pick(findings, "timing", "message-burst"))
+    sizes = sorted((f["value"]["time"], f["value"]["bytes"]) for f in items(findings, "size", "message-burst"))
+    times = sorted(f["value"]["time"] for f in items(findings, "timing", "message-burst"))
     assert times == [t for t, _ in sizes]
     return sizes
 
@@ -46,10 +47,10 @@ def test_flow_facts_without_a_moment(smtp_flow):
 def test_smtp_session_has_one_message_burst_the_data_body(smtp_flow):
     found = run(META, smtp_flow)
     assert bursts(found) == [(round(T_DATA_BODY, 3), len(STUFFED))]
-    (size,) = pick(found, "size")
-    assert size.evidence["direction"] == "client" and size.evidence["packets"] == 2
-    assert size.time == pytest.approx(T_DATA_BODY) and size.evidence["device"] == "10.1.0.5"
-    assert "sender" not in size.evidence  # not known at this layer
+    (size,) = items(found, "size")
+    assert size["evidence"]["direction"] == "client" and size["evidence"]["packets"] == 2
+    assert size["evidence"]["time"] == pytest.approx(T_DATA_BODY) and size["evidence"]["device"] == "10.1.0.5"
+    assert "sender" not in size["evidence"]  # not known at this layer
 
 
 def test_encryption_hides_no_timing_and_barely_changes_sizes():
@@ -68,15 +69,15 @@ def test_tls13_sizes_count_application_data_only(tls_session, tickets):
     # The server's encrypted handshake flight (certificate: well over 200 bytes), the client's
     # Finished and the session tickets are not messages; the one message is exactly the plaintext.
     assert bursts(found) == [(12.0, len(message))]
-    (size,) = pick(found, "size")
-    assert size.evidence["layer"] == "tls" and size.confidence == 0.8
+    (size,) = items(found, "size")
+    assert size["evidence"]["layer"] == "tls" and size["confidence"] == 0.8
 
 
 def test_tls13_small_message_falls_back_to_the_largest_client_burst(tls_session):
     chunks = tls_session([(11.0, C, b"hello, a short note"), (11.1, S, b"ok")])
     found = run(META, make_flow(chunks, dst=("10.9.0.25", 443)))
     assert bursts(found) == [(11.0, len(b"hello, a short note"))]
-    assert pick(found, "size")[0].evidence["rule"] == "largest-client-burst"
+    assert items(found, "size")[0]["evidence"]["rule"] == "largest-client-burst"
 
 
 def test_persistent_relay_flow_has_one_burst_per_envelope_minutes_apart():
@@ -84,10 +85,10 @@ def test_persistent_relay_flow_has_one_burst_per_envelope_minutes_apart():
     flow = make_flow(chunks, src=("10.64.0.4", 50001), dst=("198.51.100.10", 3101))
     found = run(META, flow)
     assert bursts(found) == [(t, n) for t, n, _ in expected]
-    sizes = sorted(pick(found, "size"), key=lambda f: f.value["time"])
-    assert [f.evidence["direction"] for f in sizes] == [d for _, _, d in expected]
-    assert all(f.evidence["pins"] == ["pin:2b0b58a4"] and f.confidence == 0.9 for f in sizes)
-    assert sizes[3].evidence["packets"] == 4  # 5000 + 28 + 16 bytes in 1448-byte segments
+    sizes = sorted(items(found, "size"), key=lambda f: f["value"]["time"])
+    assert [f["evidence"]["direction"] for f in sizes] == [d for _, _, d in expected]
+    assert all(f["evidence"]["pins"] == ["pin:2b0b58a4"] and f["confidence"] == 0.9 for f in sizes)
+    assert sizes[3]["evidence"]["packets"] == 4  # 5000 + 28 + 16 bytes in 1448-byte segments
     (volume,) = pick(found, "volume")
     assert volume.value == {"endpoint": "10.64.0.4", "messages": 3, "bytes": 300 + 28 + 1200 + 28 + 20 + 28}
 
@@ -104,7 +105,7 @@ def test_relay_inside_tls_small_messages_stand_out_from_the_control_size(tls_ses
         expected.append((round(t, 3), len(wire)))
     found = run(META, make_flow(tls_session(writes), src=("10.64.0.4", 50001), dst=("198.51.100.10", 3101)))
     assert bursts(found) == expected  # acks and keepalives (16 bytes inside TLS) are the control size
-    assert {f.evidence["rule"] for f in pick(found, "size")} == {"above-control-size"}
+    assert {f["evidence"]["rule"] for f in items(found, "size")} == {"above-control-size"}
     assert [f.value["messages"] for f in pick(found, "volume")] == [3]
 
 

@@ -11,6 +11,7 @@ except ImportError:  # the capture reader is written in parallel with the analyz
 from harness.analysis import findings_document, run_analyzers
 
 from .conftest import (
+    items,
     STUFFED,
     SUBJECT,
     T_DATA_BODY,
@@ -100,9 +101,9 @@ def test_metadata_through_a_pcap(tmp_path, knowledge):
     obs, flow, result = analyse(path, knowledge)
     assert not result.errors
     found = [f for f in result.findings if f.analyzer == "metadata.flows"]
-    sizes = sorted((f.value["time"], f.value["bytes"]) for f in pick(found, "size"))
+    sizes = sorted((f["value"]["time"], f["value"]["bytes"]) for f in items(found, "size"))
     assert sizes == [(t, n) for t, n, _ in expected]
-    assert len(pick(found, "timing")) == len(expected)
+    assert len(items(found, "timing")) == len(expected)
     assert [f.value for f in pick(found, "endpoint", "server-address")] == ["198.51.100.10:3101"]
     assert [f.value["messages"] for f in pick(found, "volume")] == [3]
     doc = findings_document(obs, result)
@@ -113,5 +114,5 @@ def test_metadata_through_a_pcap(tmp_path, knowledge):
 
 def test_smtp_size_through_a_pcap(tmp_path, knowledge):
     _, _, result = analyse(write_pcap(tmp_path / "smtp.pcap", smtp_chunks()), knowledge, ["metadata.flows"])
-    assert [(f.value["time"], f.value["bytes"]) for f in pick(result.findings, "size")] == [
+    assert [(f["value"]["time"], f["value"]["bytes"]) for f in items(result.findings, "size")] == [
         (round(T_DATA_BODY, 3), len(STUFFED))]

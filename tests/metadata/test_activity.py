@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 
 from harness.analyzers import KeyGrant, Knowledge
 from harness.analyzers.activity import ID, base64_size, document_matches, size_class
-from tests.analyzers.conftest import C, S, make_flow, run
+from tests.analyzers.conftest import C, S, items, make_flow, run
 
 
 def test_size_classes():
@@ -31,7 +31,7 @@ def test_flows_give_online_periods_classes_and_documents():
     found = run(ID, early, late, knowledge=knowledge)
     periods = sorted((f.value["start"], f.value["end"]) for f in found if f.kind == "online-period")
     assert periods == [(10.0, 20.0), (1000.0, 1000.0)]  # 980 s of silence: offline in between
-    classes = [f.value["class"] for f in found if f.kind == "size-class"]
+    classes = [f["value"]["class"] for f in items(found, "size", "size-class")]
     assert "attachment" in classes
     docs = [f for f in found if f.kind == "known-document"]
     assert docs and docs[0].value["documents"] == ["memo.pdf"]

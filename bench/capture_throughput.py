@@ -132,7 +132,9 @@ def observe_only(path: str) -> None:
 
 
 def per_analyzer(path: str) -> None:
-    """Seconds in each analyzer's on_flow and finish, on a streamed run (the observe tier timed apart)."""
+    """Seconds in each analyzer's on_batch (on_flow per flow unless it has its own) and finish, on a streamed
+    run in the runner's batches (the observe tier timed apart)."""
+    from harness.analysis import flow_batches
     from harness.analyzers import Knowledge, registry
     from harness.observe import Observer, fewer_gc_passes
     from harness.observe.flow_log import FlowLog
@@ -143,12 +145,13 @@ def per_analyzer(path: str) -> None:
     seen = FlowLog()  # what finish gets in `harness analyze`
     started = time.perf_counter()
     with fewer_gc_passes():
-        for flow in Observer([path]).flows():
+        for batch in flow_batches(Observer([path]).flows(), []):  # as `harness analyze` hands them over
             for a in analyzers:
                 t0 = time.perf_counter()
-                findings[a.id] += len(list(a.on_flow(flow) or ()))
+                findings[a.id] += sum(len(list(found or ())) for found in a.on_batch(batch))
                 spent[a.id] += time.perf_counter() - t0
-            seen.append(flow)
+            for flow in batch:
+                seen.append(flow)
         for a in analyzers:
             t0 = time.perf_counter()
             findings[a.id] += len(list(a.finish(seen) or ()))

@@ -1,8 +1,9 @@
 """Run the registered analyzers over observed flows, as they stream past, and build the findings document.
 
-Flows are consumed lazily: each finished flow goes through every analyzer's `on_flow`, then its payload and
-chunks are released, so memory follows the flows still open plus one small summary per flow (what `finish`
-and the findings document need: addresses, counters, times, anomalies), never the capture's bytes.
+Flows are consumed lazily, in small batches (`flow_batches`): each batch goes through every analyzer
+(`on_batch`, by default `on_flow` per flow), then its flows' payloads and chunks are released, so memory
+follows the flows still open, one batch, and one small summary per flow (what `finish` and the findings
+document need: addresses, counters, times, anomalies), never the capture's bytes.
 One analyzer's exception is contained: recorded in `AnalysisResult.errors`, and the run goes on.
 Like the analyzers, this sees only observed flows and the adversary's knowledge, never truth.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
 from harness.errors import HarnessError
@@ -79,6 +80,30 @@ class _Runner:
         for item in produced:  # a finding's id is a hash of its JSON: computed once per finding
             into.setdefault(item.id, item)
 
+    def call_batch(self, analyzer: Analyzer, batch: list[Flow], blocks: list[dict[str, Finding]]) -> None:
+        """One analyzer over a batch of flows: its `on_batch` if it has its own, else `on_flow` per flow.
+        Should `on_batch` fail, the batch is run again flow by flow through `on_flow`, so one bad flow
+        costs only its own findings (an analyzer keeping state across flows must keep `on_batch` all or
+        nothing: change that state only once the whole batch has succeeded)."""
+        if type(analyzer).on_batch is not Analyzer.on_batch:
+            try:
+                produced = [list(found or ()) for found in analyzer.on_batch(batch)]
+                if len(produced) != len(batch):
+                    raise ValueError(f"on_batch gave {len(produced)} results for {len(batch)} flows")
+                for found in produced:
+                    for item in found:
+                        if not isinstance(item, Finding):
+                            raise TypeError(f"on_batch yielded {type(item).__name__}, not Finding")
+            except Exception as exc:  # noqa: BLE001 - contained: retried flow by flow below
+                self.error(analyzer.id, exc, f"batch of {len(batch)} flows from {batch[0].id}; retried one by one")
+            else:
+                for found, block in zip(produced, blocks):
+                    for item in found:
+                        block.setdefault(item.id, item)
+                return
+        for flow, block in zip(batch, blocks):
+            self.call(analyzer, "on_flow", flow, f"flow {flow.id}", block)
+
     def finish_to_spool(self, analyzer: Analyzer, flows, spool: SortedSpool, labels: "_Labels") -> None:
         """Run one analyzer's `finish`, encoding each finding into `spool` as it comes (an analyzer may
         yield millions: none is held); on an exception everything it gave is dropped, as in `call`."""
@@ -112,6 +137,34 @@ class FindingSink(Protocol):
     def finish_lines(self, keyed: Iterable[tuple[str, str]]) -> None: ...
 
 
+BATCH_FLOWS = 64  # flows analysed together: analyzers with `on_batch` make one numpy pass per batch
+BATCH_BYTES = 2 << 20  # ... and at most this much payload held at once (one flow may exceed it alone)
+
+
+def flow_batches(flows: Iterable[Flow], errors: list[str]) -> Iterator[list[Flow]]:
+    """`flows` in batches of up to BATCH_FLOWS flows and BATCH_BYTES of payload, in the order they came;
+    a flow id given twice is analysed once (the observe tier never repeats one; a caller might)."""
+    ids: set[str] = set()
+    batch: list[Flow] = []
+    held = 0
+    for flow in flows:
+        if flow.id in ids:
+            errors.append(f"harness: flow {flow.id} given twice: analysed once")
+            continue
+        ids.add(flow.id)
+        size = len(flow.payload[0]) + len(flow.payload[1])
+        if batch and held + size > BATCH_BYTES:
+            yield batch
+            batch, held = [], 0
+        batch.append(flow)
+        held += size
+        if len(batch) >= BATCH_FLOWS:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
 def finish_key(f: Finding) -> str:
     """`_across_flows` as text (fields joined by SEP, which sorts below every character they hold)."""
     return SEP.join(("1" if f.flow is not None else "0", f.flow or "", f.analyzer, f.kind, f.id))
@@ -137,22 +190,23 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
     call = runner.call
     labels = _Labels(result.flow_labels)
     emit = sink if sink is not None else (lambda block, _flow_id: result.findings.extend(block))
-    ids: set[str] = set()
-    for flow in flows:
-        if flow.id in ids:  # the observe tier never repeats an id; a caller might: analysed once
-            runner.errors.append(f"harness: flow {flow.id} given twice: analysed once")
-            continue
-        ids.add(flow.id)
-        block: dict[str, Finding] = {}
+
+    def analyse(batch: list[Flow]) -> None:
+        blocks: list[dict[str, Finding]] = [{} for _ in batch]
         for analyzer in analyzers:
-            call(analyzer, "on_flow", flow, f"flow {flow.id}", block)
-        seen.append(flow)  # a FlowLog keeps only its summary
-        labels.flow(flow.id)
-        if block:
-            ordered = sorted(block.values(), key=_within_flow)
-            labels.update(ordered)
-            result.counts.update(f.observable for f in ordered)
-            emit(ordered, flow.id)
+            runner.call_batch(analyzer, batch, blocks)
+        for flow, block in zip(batch, blocks):
+            seen.append(flow)  # a FlowLog keeps only its summary
+            labels.flow(flow.id)
+            if block:
+                ordered = sorted(block.values(), key=_within_flow)
+                labels.update(ordered)
+                result.counts.update(f.observable for f in ordered)
+                emit(ordered, flow.id)
+
+    for batch in flow_batches(flows, runner.errors):
+        analyse(batch)
+        del batch  # its flows' payloads go before the next batch is gathered
     if sink is None:
         final: dict[str, Finding] = {}
         for analyzer in analyzers:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import NamedTuple
@@ -459,17 +459,43 @@ class PayloadEntropy(Analyzer):
                    "weak-cipher, encrypted or empty.")
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
+        return self.on_batch([flow])[0]
+
+    def on_batch(self, flows: Sequence[Flow]) -> list[list[Finding]]:
+        """Every flow's parts measured in one histogram matrix (`byte_stats_of_parts`: one numpy pass per
+        batch, not per flow; each part's statistics are what measuring it alone gives), then each flow
+        classified from its own rows."""
+        prepared = [_FlowParts.of(flow) for flow in flows]
+        stats, alphabet = byte_stats_of_parts([part for p in prepared for part in p.parts])
+        out, at = [], 0
+        for flow, p in zip(flows, prepared):
+            k = len(p.parts)
+            out.append([_finding(flow, p, stats[at:at + k], alphabet[at:at + k])])
+            at += k
+        return out
+
+
+@dataclass
+class _FlowParts:
+    """One flow's bytes to measure, as parts: client, server, each burst, each head and rest, the flow
+    (client then server). A unit compared head to rest is measured as those two pieces wherever it
+    occurs, so that each distinct piece is counted once for all the parts holding it."""
+
+    measured: Measured
+    messages: list[Burst]
+    bodies: list[list[bytes]]
+    heads: list[HeadUnits | None]
+    parts: list[list[bytes]]
+
+    @classmethod
+    def of(cls, flow: Flow) -> "_FlowParts":
         layout = views.layout(flow)
         payload = (bytes(flow.payload[CLIENT]), bytes(flow.payload[SERVER]))
         measured = measured_segments(flow, layout, payload)
         sides = measured.segments
-        segments = sides[CLIENT] + sides[SERVER]
         messages = views.messages(flow)[:MAX_BURSTS_IN_EVIDENCE]
         bodies = [burst.bodies(payload[burst.direction]) for burst in messages]
         heads = [head_units(sides[direction][:256]) for direction in (CLIENT, SERVER)]
-        # Every part measured, in one histogram matrix: client, server, each burst, each head and rest,
-        # the flow (client then server). A unit compared head to rest is measured as those two pieces
-        # wherever it occurs, so that each distinct piece is counted once for all the parts holding it.
         split = {}
         for units in heads:
             if units is not None:
@@ -482,34 +508,41 @@ class PayloadEntropy(Analyzer):
         for units in heads:
             if units is not None:
                 parts += [units.heads, units.rests]
-        whole = len(parts)
         parts.append(parts[CLIENT] + parts[SERVER])
-        stats, alphabet = byte_stats_of_parts(parts)
-        # Repeated cipher blocks mean ECB only in bodies whose framing is stripped: in a stream of
-        # unknown framing, clear headers and certificates repeat too.
-        block_check = measured.application and measured.framed
-        checks = SegmentChecks([s for body in (segments, *bodies) for s in body] if block_check else None)
-        verdict = verdict_of(stats[whole], alphabet[whole], segments, block_check, checks)
-        if measured.dns and verdict.cls != "empty":  # DNSSEC keys and signatures look random; DNS is clear
-            verdict = Verdict("plaintext", 0.8, "dns-message", verdict.stats, {})
-        evidence: dict = {"rule": verdict.rule, "first_seen": round(flow.first_seen, 6), **stats_json(verdict.stats),
-                          **verdict.detail, **measured.notes}
-        if not measured.application:
-            evidence["measured"] = "tls-handshake-only"
-        for direction in (CLIENT, SERVER):
-            if sides[direction]:
-                side = verdict_of(stats[direction], alphabet[direction], sides[direction], block_check, checks)
-                evidence[DIRECTION_NAMES[direction]] = {"class": side.cls, **stats_json(side.stats)}
-        row = 2 + len(bodies)
-        for direction, units in zip((CLIENT, SERVER), heads):
-            if units is not None:
-                position = position_json(units, stats[row], stats[row + 1])
-                evidence.setdefault("position", {})[DIRECTION_NAMES[direction]] = position
-                row += 2
-        burst_rows = [burst_row(burst, verdict_of(stats[2 + i], alphabet[2 + i], body, block_check, checks))
-                      for i, (burst, body) in enumerate(zip(messages, bodies))]
-        if burst_rows:
-            evidence["bursts"] = burst_rows
-        value = {"class": verdict.cls, "entropy": round(float(verdict.stats.entropy_mm), 3)}  # a float, not numpy's
-        return [Finding(analyzer=ID, observable="content", kind="payload-class", flow=flow.id, value=value,
-                        evidence=evidence, confidence=verdict.confidence)]
+        return cls(measured, messages, bodies, heads, parts)
+
+
+def _finding(flow: Flow, p: _FlowParts, stats: list[ByteStats], alphabet: list[str | None]) -> Finding:
+    """The flow's payload-class finding from its parts' statistics (rows in `_FlowParts.parts` order)."""
+    measured, messages, bodies, heads = p.measured, p.messages, p.bodies, p.heads
+    sides = measured.segments
+    segments = sides[CLIENT] + sides[SERVER]
+    whole = len(p.parts) - 1
+    # Repeated cipher blocks mean ECB only in bodies whose framing is stripped: in a stream of
+    # unknown framing, clear headers and certificates repeat too.
+    block_check = measured.application and measured.framed
+    checks = SegmentChecks([s for body in (segments, *bodies) for s in body] if block_check else None)
+    verdict = verdict_of(stats[whole], alphabet[whole], segments, block_check, checks)
+    if measured.dns and verdict.cls != "empty":  # DNSSEC keys and signatures look random; DNS is clear
+        verdict = Verdict("plaintext", 0.8, "dns-message", verdict.stats, {})
+    evidence: dict = {"rule": verdict.rule, "first_seen": round(flow.first_seen, 6), **stats_json(verdict.stats),
+                      **verdict.detail, **measured.notes}
+    if not measured.application:
+        evidence["measured"] = "tls-handshake-only"
+    for direction in (CLIENT, SERVER):
+        if sides[direction]:
+            side = verdict_of(stats[direction], alphabet[direction], sides[direction], block_check, checks)
+            evidence[DIRECTION_NAMES[direction]] = {"class": side.cls, **stats_json(side.stats)}
+    row = 2 + len(bodies)
+    for direction, units in zip((CLIENT, SERVER), heads):
+        if units is not None:
+            position = position_json(units, stats[row], stats[row + 1])
+            evidence.setdefault("position", {})[DIRECTION_NAMES[direction]] = position
+            row += 2
+    burst_rows = [burst_row(burst, verdict_of(stats[2 + i], alphabet[2 + i], body, block_check, checks))
+                  for i, (burst, body) in enumerate(zip(messages, bodies))]
+    if burst_rows:
+        evidence["bursts"] = burst_rows
+    value = {"class": verdict.cls, "entropy": round(float(verdict.stats.entropy_mm), 3)}  # a float, not numpy's
+    return Finding(analyzer=ID, observable="content", kind="payload-class", flow=flow.id, value=value,
+                   evidence=evidence, confidence=verdict.confidence)

@@ -100,7 +100,8 @@ class Finding:
 class Analyzer:
     """Base class. Subclass, set `id` and `description`, and override `on_flow` and/or `finish`.
 
-    `on_flow` is called once per finished flow, payload still attached; `finish` once at the end with
+    `on_flow` is called once per finished flow, payload still attached (or `on_batch`, for a few dozen
+    flows at a time, if the analyzer overrides it); `finish` once at the end with
     every flow, for cross-flow work. The analyze path streams: by then the flows are a Sequence of
     `FlowSummary` (Flow's counters and times under Flow's names, no payload or chunks; harness/observe/
     flow_log.py), so keep from `on_flow` whatever else `finish` needs, compactly (a large capture has
@@ -121,6 +122,12 @@ class Analyzer:
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
         return ()
+
+    def on_batch(self, flows: Sequence[Flow]) -> Sequence[Iterable[Finding]]:
+        """`on_flow` for several flows at once, one result per flow in order. Override it to measure a
+        batch in one vectorised pass (harness/analyzers/entropy.py); it must give what `on_flow` gives
+        for each flow. The runner calls it with up to BATCH_FLOWS flows (harness/analysis.py)."""
+        return [self.on_flow(flow) for flow in flows]
 
     def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
         return ()

@@ -96,9 +96,9 @@ def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
     """Histograms and longest printable runs of each part, a part being the concatenation of its pieces.
 
     Each distinct piece is measured once (`_measure_pieces`), however many parts hold it; a part's
-    histogram is the sum of its pieces' (a product with the part-by-piece count matrix: integer sums,
-    exact in float64), its longest run the longest of its pieces' or of a run carried across piece
-    boundaries (a trailing run, whole printable pieces, a leading run)."""
+    histogram is the sum of its pieces' rows (integer sums, exact in float64; summed per occurrence, so a
+    batch of many flows' parts costs what its pieces do), its longest run the longest of its pieces' or of
+    a run carried across piece boundaries (a trailing run, whole printable pieces, a leading run)."""
     ids: dict[bytes, int] = {}
     refs = [[ids.setdefault(piece, len(ids)) for piece in part] for part in parts]
     pieces = list(ids) or [b""]
@@ -118,9 +118,16 @@ def histograms(parts: Sequence[Sequence[bytes]]) -> Histograms:
                 best = longest[i]
             carried = trailing[i]
         runs.append(max(best, carried))
-    cells = [r * width + i for r, row in enumerate(refs) for i in row]  # part * width + piece, per occurrence
-    uses = np.bincount(cells, minlength=len(refs) * width).reshape(len(refs), width)
-    return Histograms(uses.astype(np.float64) @ counts, runs)
+    # Each part's histogram: the sum of its pieces' rows (occurrences in part order, summed per part by
+    # one reduceat; integer sums, exact in float64). A part with no pieces keeps a row of zeros.
+    out = np.zeros((len(refs), 256), dtype=np.float64)
+    sizes = [len(row) for row in refs]
+    filled = [r for r, k in enumerate(sizes) if k]
+    if filled:
+        occurrences = [i for row in refs for i in row]
+        starts = list(accumulate([0] + sizes[:-1]))
+        out[filled] = np.add.reduceat(counts[occurrences], [starts[r] for r in filled], axis=0)
+    return Histograms(out, runs)
 
 
 # Per byte value: 1 (size), set bits, printable (text); one matrix product gives the three sums for every

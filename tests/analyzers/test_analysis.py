@@ -74,6 +74,35 @@ def test_a_failing_finish_and_a_non_finding_are_contained(knowledge, flows):
     assert {f.analyzer for f in result.findings} == {"metadata.flows"}
 
 
+@pytest.mark.parametrize("failure", ["raises", "short"])
+def test_a_failing_batch_is_retried_flow_by_flow(knowledge, flows, failure):
+    """One flow that breaks an analyzer's on_batch costs that flow's findings only: the batch is run
+    again through on_flow, and the other flows keep theirs."""
+
+    @register
+    class Batched(Analyzer):
+        id = "test.batched"
+
+        def on_flow(self, flow):
+            if flow.proto == "udp":
+                raise ValueError("bad datagram")
+            return [Finding(self.id, "service", "proto", flow.id, flow.proto)]
+
+        def on_batch(self, batch):
+            if failure == "short":
+                return [self.on_flow(f) for f in batch if f.proto != "udp"]
+            return [self.on_flow(f) for f in batch]
+
+    try:
+        result = run_analyzers(flows, knowledge, only=["test.batched"])
+    finally:
+        _REGISTRY.pop("test.batched", None)
+    assert [(f.flow, f.value) for f in result.findings] == [(flows[0].id, "tcp"), (flows[2].id, "tcp")]
+    assert result.errors[0].startswith("test.batched: ") and result.errors[0].endswith(
+        f"(batch of 3 flows from {flows[0].id}; retried one by one)")
+    assert result.errors[1] == f"test.batched: ValueError: bad datagram (flow {flows[1].id})"
+
+
 def test_findings_are_deduplicated_and_in_document_order(flows, knowledge):
     twice = run_analyzers(flows + [flows[0]], knowledge)
     once = run_analyzers(flows, knowledge)

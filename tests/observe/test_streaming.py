@@ -10,6 +10,9 @@ import weakref
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from harness import analysis
 from harness.analysis import findings_document, run_analyzers
 from harness.analyzers import Knowledge
 from harness.observe import Observer, iter_flows, observe
@@ -53,8 +56,11 @@ def write_sequential_flows(path: Path, flows: int, payload: int, segment: int = 
     return path
 
 
-def test_run_analyzers_takes_a_lazy_iterator_and_lets_each_flow_go(tmp_path):
-    path = write_sequential_flows(tmp_path / "seq.pcap", flows=20, payload=5000)
+@pytest.mark.parametrize("batch_bytes, most_alive", [(analysis.BATCH_BYTES, analysis.BATCH_FLOWS), (12000, 2)])
+def test_run_analyzers_takes_a_lazy_iterator_and_lets_each_batch_go(tmp_path, monkeypatch, batch_bytes, most_alive):
+    monkeypatch.setattr(analysis, "BATCH_BYTES", batch_bytes)
+    flows = analysis.BATCH_FLOWS + 6
+    path = write_sequential_flows(tmp_path / "seq.pcap", flows=flows, payload=5000)
     refs: list[weakref.ref] = []
     alive_when_yielded: list[int] = []
 
@@ -65,7 +71,8 @@ def test_run_analyzers_takes_a_lazy_iterator_and_lets_each_flow_go(tmp_path):
             yield flow
 
     result = run_analyzers(watched(), Knowledge(), only=["metadata.flows"])
-    assert len(result.flows) == 20 and max(alive_when_yielded) <= 1  # only the flow just handed over, if any
+    # Held: the batch being gathered, never more (a batch ends at BATCH_FLOWS flows or BATCH_BYTES of payload).
+    assert len(result.flows) == flows and max(alive_when_yielded) <= most_alive
     for summary in result.flows:
         assert summary.payload == (b"", b"") and not summary.chunks and not hasattr(summary, "__dict__")
         assert summary.payload_bytes == (5000, 0) and summary.total_packets == 3 + 4 + 3
@@ -79,7 +86,9 @@ def test_run_analyzers_leaves_a_list_of_flows_as_it_was(tmp_path):
 
 
 def test_memory_follows_open_flows_not_the_capture(tmp_path):
-    """40 flows of 256 kB each, one after another: the peak holds about one flow's bytes, not ten megabytes."""
+    """40 flows of 256 kB each, one after another: the peak holds about one batch's bytes (BATCH_BYTES, 2 MB),
+    not the capture's ten megabytes."""
+    assert analysis.BATCH_BYTES <= 2 << 20
     path = write_sequential_flows(tmp_path / "big.pcap", flows=40, payload=256 * 1024)
     gc.collect()
     tracemalloc.start()
@@ -89,7 +98,7 @@ def test_memory_follows_open_flows_not_the_capture(tmp_path):
     finally:
         tracemalloc.stop()
     assert len(result.flows) == 40 and sum(f.payload_bytes[0] for f in result.flows) == 40 * 256 * 1024
-    assert peak < 3 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+    assert peak < analysis.BATCH_BYTES + 3 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
 
 
 def test_the_streamed_document_is_the_one_reading_everything_first_gives(tmp_path):

@@ -137,8 +137,11 @@ class FindingSink(Protocol):
     def finish_lines(self, keyed: Iterable[tuple[str, str]]) -> None: ...
 
 
-BATCH_FLOWS = 64  # flows analysed together: analyzers with `on_batch` make one numpy pass per batch
-BATCH_BYTES = 2 << 20  # ... and at most this much payload held at once (one flow may exceed it alone)
+# Flows analysed together (`on_batch`: one numpy pass per batch) and the payload a batch may hold (one flow
+# may exceed it alone). At 100,000 mixed packets 16 flows are as fast as 64 with 13 MB less peak memory,
+# and 13% faster than one at a time.
+BATCH_FLOWS = 16
+BATCH_BYTES = 1 << 20
 
 
 def flow_batches(flows: Iterable[Flow], errors: list[str]) -> Iterator[list[Flow]]:

@@ -100,7 +100,7 @@ class Finding:
 class Analyzer:
     """Base class. Subclass, set `id` and `description`, and override `on_flow` and/or `finish`.
 
-    `on_flow` is called once per finished flow, payload still attached (or `on_batch`, for a few dozen
+    `on_flow` is called once per finished flow, payload still attached (or `on_batch`, for a dozen or so
     flows at a time, if the analyzer overrides it); `finish` once at the end with
     every flow, for cross-flow work. The analyze path streams: by then the flows are a Sequence of
     `FlowSummary` (Flow's counters and times under Flow's names, no payload or chunks; harness/observe/

@@ -13,6 +13,7 @@ sampled) are printed with packets per second and the ratio to tshark conv.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -163,13 +164,20 @@ def per_analyzer(path: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--observe-only"]:
-        observe_only(argv[1])
+    parser = argparse.ArgumentParser(prog="python -m bench.capture_throughput",
+                                     description="harness analyze beside tshark on the bench's mixed capture")
+    parser.add_argument("packets", nargs="*", type=int, default=[100_000, 1_000_000],
+                        help="capture sizes in packets (default: 100000 1000000)")
+    parser.add_argument("--observe-only", metavar="FILE", help="time the observe tier alone on FILE")
+    parser.add_argument("--per-analyzer", metavar="FILE", help="seconds in each analyzer on FILE")
+    args = parser.parse_args(argv)
+    if args.observe_only:
+        observe_only(args.observe_only)
         return 0
-    if argv[:1] == ["--per-analyzer"]:
-        per_analyzer(argv[1])
+    if args.per_analyzer:
+        per_analyzer(args.per_analyzer)
         return 0
-    sizes = [int(a) for a in argv] or [100_000, 1_000_000]
+    sizes = args.packets
     print(f"capture throughput: python -m bench.capture_throughput {' '.join(map(str, sizes))}", file=sys.stderr)
     print(table(sizes))
     return 0

@@ -114,7 +114,9 @@ def _merge_blocks(spools: list[str], results: list[_WorkerResult], out) -> None:
                     parts.append(_read_lines(files[w], n))
             if not parts:
                 continue
-            lines = parts[0] if len(parts) == 1 else heapq.merge(*parts, key=lambda s: s.rsplit(_SEP, 1)[0])
+            # Lines compare as their keys do: a key's fields are joined by _SEP, which sorts below every
+            # character they hold, and keys are unique in a block (an id names its analyzer).
+            lines = parts[0] if len(parts) == 1 else heapq.merge(*parts)
             out.lines(line.rsplit(_SEP, 1)[1].rstrip("\n") for line in lines)
     finally:
         for f in files:

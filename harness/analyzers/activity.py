@@ -17,7 +17,7 @@ harness/series.py) and "known-document" (no byte count, so the size measure is u
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
@@ -147,16 +147,15 @@ class Activity(Analyzer):
                                        ev, confidence=1.0 / len(docs)))
         return out
 
-    def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
-        out = []
+    def finish(self, flows: Sequence[Flow]) -> Iterator[Finding]:
+        """Yielded one by one: the runner encodes each as it comes (a device per flow: as many as flows)."""
         for device in sorted(self._seen):
             for a, b in merge_periods(self._seen[device]):
-                out.append(Finding(ID, "timing", "online-period", None,
-                                   {"device": device, "start": round(a, 3), "end": round(b, 3)},
-                                   {"rule": f"silence>{ONLINE_GAP:g}s", "first_seen": round(a, 6),
-                                    "last_seen": round(b, 6)}, confidence=0.9))
+                yield Finding(ID, "timing", "online-period", None,
+                              {"device": device, "start": round(a, 3), "end": round(b, 3)},
+                              {"rule": f"silence>{ONLINE_GAP:g}s", "first_seen": round(a, 6),
+                               "last_seen": round(b, 6)}, confidence=0.9)
             if self._received.get(device):
-                out.append(Finding(ID, "volume", "received-volume", None,
-                                   {"device": device, "received": self._received[device]},
-                                   {"rule": "server-message-bursts"}, confidence=0.7))
-        return out
+                yield Finding(ID, "volume", "received-volume", None,
+                              {"device": device, "received": self._received[device]},
+                              {"rule": "server-message-bursts"}, confidence=0.7)

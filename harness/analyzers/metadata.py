@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
@@ -113,41 +113,43 @@ class FlowMetadata(Analyzer):
                 self._finding(flow, "size", "message-burst",
                               {SERIES: {"time": times, "bytes": [b.payload for b in bursts]}}, top, **evidence)]
 
-    def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
-        out: list[Finding] = []
-        volume: dict[str, dict] = defaultdict(lambda: {"messages": 0, "bytes": 0, "flows": 0, "sent": 0,
-                                                        "time": None})
-        graph: dict[tuple[str, str], dict] = defaultdict(lambda: {"flows": 0, "bytes": 0, "packets": 0,
-                                                                  "first": None, "last": None})
+    def finish(self, flows: Sequence[Flow]) -> Iterator[Finding]:
+        """Yielded one by one (the runner encodes each as it comes: a client and a pair per flow, at most);
+        the per-address and per-pair tallies are small lists, not dicts."""
+        volume: dict[str, list] = {}  # client -> [flows, payload bytes sent]
+        graph: dict[tuple[str, str], list] = {}  # (client, server) -> [flows, bytes, packets, first, last]
         for flow in flows:
-            v = volume[flow.src_ip]
-            v["flows"] += 1
-            v["sent"] += flow.payload_bytes[CLIENT]
-            g = graph[(flow.src_ip, flow.dst)]
-            g["flows"] += 1
-            g["bytes"] += flow.total_bytes
-            g["packets"] += flow.total_packets
-            g["first"] = flow.first_seen if g["first"] is None else min(g["first"], flow.first_seen)
-            g["last"] = flow.last_seen if g["last"] is None else max(g["last"], flow.last_seen)
+            v = volume.get(flow.src_ip)
+            if v is None:
+                v = volume[flow.src_ip] = [0, 0]
+            v[0] += 1
+            v[1] += flow.payload_bytes[CLIENT]
+            g = graph.get((flow.src_ip, flow.dst))
+            if g is None:
+                graph[(flow.src_ip, flow.dst)] = [1, flow.total_bytes, flow.total_packets, flow.first_seen,
+                                                  flow.last_seen]
+                continue
+            g[0] += 1
+            g[1] += flow.total_bytes
+            g[2] += flow.total_packets
+            g[3] = min(g[3], flow.first_seen)
+            g[4] = max(g[4], flow.last_seen)
         for ip in sorted(volume):
-            v = volume[ip]
+            n_flows, payload_sent = volume.pop(ip)
             sent = self._sent.get(ip)
-            if sent is not None:
-                v["messages"], v["bytes"], v["time"] = sent.messages, sent.bytes, sent.first_time
-            evidence = {"rule": "client-message-bursts", "flows": v["flows"], "payload_bytes_sent": v["sent"]}
-            if v["time"] is not None:
-                evidence["first_message_time"] = round(v["time"], 6)
-            out.append(self._finding(None, "volume", "per-client-volume",
-                                     {"endpoint": ip, "messages": v["messages"], "bytes": v["bytes"]}, 0.7,
-                                     **evidence))
+            messages, size, first = (sent.messages, sent.bytes, sent.first_time) if sent is not None else (0, 0, None)
+            evidence = {"rule": "client-message-bursts", "flows": n_flows, "payload_bytes_sent": payload_sent}
+            if first is not None:
+                evidence["first_message_time"] = round(first, 6)
+            yield self._finding(None, "volume", "per-client-volume", {"endpoint": ip, "messages": messages,
+                                                                      "bytes": size}, 0.7, **evidence)
         for (client, server) in sorted(graph):
-            g = graph[(client, server)]
-            out.append(self._finding(None, "endpoint", "flow-graph",
-                                     {"client": client, "server": server, "flows": g["flows"], "bytes": g["bytes"]},
-                                     0.95, rule="flow-graph", first_seen=round(g["first"], 6),
-                                     last_seen=round(g["last"], 6), packets=g["packets"]))
-        out.extend(self._direct_contacts(flows))
-        return out
+            n_flows, size, packets, first, last = graph.pop((client, server))
+            yield self._finding(None, "endpoint", "flow-graph",
+                                {"client": client, "server": server, "flows": n_flows, "bytes": size},
+                                0.95, rule="flow-graph", first_seen=round(first, 6), last_seen=round(last, 6),
+                                packets=packets)
+        yield from self._direct_contacts(flows)
 
     def _direct_contacts(self, flows: Sequence[Flow]) -> list[Finding]:
         """Who writes to whom directly: a flow whose opener sent a message to an address that itself opens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import struct
 import tracemalloc
 import weakref
@@ -136,6 +137,33 @@ def test_the_findings_file_is_the_document_and_nothing_is_left_on_failure(tmp_pa
     with pytest.raises(HarnessError):
         analyze_to_file([str(bad)], None, tmp_path / "out2" / "findings.json")
     assert not any((tmp_path / "out2").iterdir())
+
+
+@pytest.mark.parametrize("sendfile", ["kernel", "missing", "fails-midway"])
+def test_the_findings_file_is_the_text_of_the_document_however_the_spool_is_copied(tmp_path, monkeypatch, sendfile):
+    """The spooled findings go into the file by os.sendfile, or through Python where it is missing or fails
+    partway: the same bytes as the document built in memory."""
+    from harness import findings_file
+    from harness.findings_file import document_text
+    from harness.pipeline import analyze_to_file
+
+    real = os.sendfile
+    if sendfile == "missing":
+        monkeypatch.delattr(findings_file.os, "sendfile")
+    elif sendfile == "fails-midway":
+        calls = []
+
+        def flaky(out_fd, in_fd, offset, count):
+            calls.append(offset)
+            if len(calls) > 1:
+                raise OSError(22, "Invalid argument")
+            return real(out_fd, in_fd, offset, min(count, 1000))
+        monkeypatch.setattr(findings_file.os, "sendfile", flaky)
+    paths = [str(write_sequential_flows(tmp_path / "seq.pcap", flows=5, payload=3000))]
+    out = tmp_path / "findings.json"
+    analyze_to_file(paths, None, out)
+    monkeypatch.setattr(findings_file.os, "sendfile", real, raising=False)
+    assert out.read_text() == document_text(analyze_captures(paths))
 
 
 def test_overlaps_and_gaps_reach_the_findings_document():

@@ -12,7 +12,8 @@ known document went by: metadata a tap reads from packet sizes and times alone.
 
 Findings: `timing` "online-period" (no message time: the scorer does not count it as a message's
 time), `volume` "received-volume", `size` "size-class" (one series finding per flow, an item per burst:
-harness/series.py) and "known-document" (no byte count, so the size measure is unaffected). Sees only observed flows; never the simulator, its truth, or the scorer.
+harness/series.py) and "known-document" (no byte count, so the size measure is unaffected).
+Sees only observed flows; never the simulator, its truth, or the scorer.
 """
 from __future__ import annotations
 
@@ -131,8 +132,8 @@ class Activity(Analyzer):
         self._received[flow.src_ip] += directions.count("server")
         # One series finding (harness/series.py) for every burst's size class: item i is what a finding
         # per burst would say, {"time", "class"}, with that burst's bytes, packets and direction.
-        out.append(Finding(ID, "size", "size-class", flow.id,
-                           {SERIES: {"time": times, "class": [size_class(b.payload, n) for b, n in zip(bursts, packets)]}},
+        classes = [size_class(b.payload, n) for b, n in zip(bursts, packets)]
+        out.append(Finding(ID, "size", "size-class", flow.id, {SERIES: {"time": times, "class": classes}},
                            {"rule": "payload-and-packets", "device": flow.src_ip,
                             SERIES: {"time": [round(b.start_time, 6) for b in bursts],
                                      "bytes": [b.payload for b in bursts], "packets": packets,

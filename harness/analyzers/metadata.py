@@ -2,7 +2,8 @@
 when each message-sized burst went and how large it was, and how many messages each client sent.
 
 Message bursts come from `message_bursts` (TLS and relay framing stripped, which needs no
-keys); their times and sizes are series findings, one per flow and observable (harness/series.py). Sees only observed flows; never imports the simulator, its truth, or the scorer.
+keys); their times and sizes are series findings, one per flow and observable (harness/series.py).
+Sees only observed flows; never imports the simulator, its truth, or the scorer.
 """
 from __future__ import annotations
 

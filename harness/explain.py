@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from harness.errors import HarnessError
+from harness.series import expand
 
 _WHERE = ("rule", "direction", "packet", "offset", "length", "decoded_offset", "time", "seen_at", "first_seen")
 _SKIP = set(_WHERE) | {"excerpt", "times", "bursts", "position", "tokens", "addresses"}
@@ -39,9 +40,13 @@ def explain_flow(doc: dict, wanted: str) -> str:
     lines = [f"flow {flow['id']}",
              f"  app {flow.get('app')}, payload {flow.get('payload_class')}, entropy {flow.get('entropy')}, "
              f"{flow['packets']} packets, {flow['bytes']} bytes, {flow['first_seen']} .. {flow['last_seen']}"]
-    findings = sorted((f for f in doc["findings"] if f["flow"] == flow["id"]),
-                      key=lambda f: (f["observable"], f["analyzer"], f["kind"], -f["confidence"]))
-    lines.append(f"  {len(findings)} findings")
+    mine = [f for f in doc["findings"] if f["flow"] == flow["id"]]
+    # A series finding (one per flow for every message burst's time, size, size class) reads as its items.
+    findings = sorted((item for f in mine for item in expand(f)),
+                      key=lambda f: (f["observable"], f["analyzer"], f["kind"], -f["confidence"],
+                                     (f.get("evidence") or {}).get("time") or 0))
+    lines.append(f"  {len(mine)} findings" + (f" ({len(findings)} with each series item apart)"
+                                              if len(findings) != len(mine) else ""))
     for f in findings:
         ev = f.get("evidence", {})
         lines.append(f"- {f['observable']}/{f['kind']} by {f['analyzer']} (confidence {f['confidence']}): "

@@ -60,6 +60,21 @@ def test_analyze_explain_prints_one_flows_evidence(tmp_path, capsys):
     assert main(["analyze", str(pcap), "--explain", "no-such-flow"]) == 2
 
 
+def test_explain_shows_a_series_finding_item_by_item():
+    """A series finding (every message burst's size on a flow) is explained burst by burst, with where."""
+    from harness.explain import explain_flow
+
+    flow = {"id": "f", "packets": 4, "bytes": 900, "first_seen": 1.0, "last_seen": 9.0}
+    series = {"id": "abc", "analyzer": "metadata.flows", "observable": "size", "kind": "message-burst", "flow": "f",
+              "value": {"series": {"time": [1.5, 8.25], "bytes": [300, 512]}}, "confidence": 0.8,
+              "evidence": {"device": "10.0.0.1", "series": {"direction": ["client", "server"], "time": [1.5, 8.25],
+                                                            "offset": [0, 40], "length": [310, 522]}}}
+    text = explain_flow({"flows": [flow], "findings": [series]}, "f")
+    assert "1 findings (2 with each series item apart)" in text
+    assert '{"bytes": 300, "time": 1.5}' in text and '{"bytes": 512, "time": 8.25}' in text
+    assert "where: direction server, offset 40, length 522, time 8.25" in text
+
+
 def test_leak_zoo_meets_the_bar():
     """Recall >= 0.95 for every leak class; every sound-crypto control called encrypted, nothing read."""
     from bench.leakzoo import run_zoo

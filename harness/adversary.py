@@ -19,6 +19,7 @@ from harness.parallel import run_parallel
 
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # captures smaller than this in all are analysed in one process
 MAX_AUTO_JOBS = 4  # processes `harness analyze` starts by itself (each holds its own open flows)
+MEMORY_BUDGET_MB = 1000  # ... and the memory they may use in all, by `estimated_peak_mb` (`--jobs` overrides)
 
 
 def _analyze(paths: list[str], keys_path: str | None, progress, sink) -> tuple[dict, AnalysisResult]:
@@ -70,11 +71,38 @@ def analyze_to_file(paths: list[str], keys_path: str | None, out_path: str | Pat
     return doc, result.counts
 
 
+def capture_megabytes(path: str) -> float:
+    """A capture's size in MB as the observe tier reads it: a gzip file's uncompressed size from its
+    trailer (ISIZE: modulo 4 GiB, so never taken below the compressed size)."""
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) == b"\x1f\x8b" and size >= 18:
+                f.seek(-4, os.SEEK_END)
+                size = max(size, int.from_bytes(f.read(4), "little"))
+    except OSError:  # unreadable: the observe tier says so, in one line, when it opens it
+        pass
+    return size / 1e6
+
+
+def estimated_peak_mb(capture_mb: float, jobs: int) -> float:
+    """Peak memory of `harness analyze -j jobs` (all processes) on `capture_mb` of capture, fitted on the
+    bench's mixed capture (`python -m bench.capture_throughput`; the 2 GB `bench.mixed_capture 5000000`:
+    one process 569 MB, two 962, three 1,241 measured): one process 140 + 0.215 MB per MB, each further
+    one 125 + 0.135 MB per MB (its own open flows, flow summaries and labels). Memory follows flows more
+    than bytes: a capture of many tiny flows needs more per MB than this."""
+    return 140 + 0.215 * capture_mb + (jobs - 1) * (125 + 0.135 * capture_mb)
+
+
 def default_jobs(paths: list[str]) -> int:
     """Processes for `harness analyze` when not told: one for small captures (start-up would cost more than
-    it saves), else one per core up to MAX_AUTO_JOBS."""
-    total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
-    if total < PARALLEL_MIN_BYTES:
+    it saves), else one per core up to MAX_AUTO_JOBS, and fewer where the estimated peak memory
+    (`estimated_peak_mb`) would pass MEMORY_BUDGET_MB: a 2 GB capture gets two at most, a 3 GB one one."""
+    total = sum(capture_megabytes(p) for p in paths if os.path.isfile(p))
+    if total * 1e6 < PARALLEL_MIN_BYTES:
         return 1
-    return max(1, min(MAX_AUTO_JOBS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = max(1, min(MAX_AUTO_JOBS, cores))
+    while jobs > 1 and estimated_peak_mb(total, jobs) > MEMORY_BUDGET_MB:
+        jobs -= 1
+    return jobs

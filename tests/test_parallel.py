@@ -64,3 +64,34 @@ def test_a_file_that_is_not_a_capture_fails_before_any_process_starts(tmp_path):
     with pytest.raises(HarnessError, match="not a capture"):
         analyze_to_file([str(bad)], None, tmp_path / "out" / "f.json", jobs=2)
     assert not (tmp_path / "out" / "f.json").exists()
+
+
+@pytest.mark.parametrize("megabytes, cores, jobs", [(10, 8, 1), (400, 8, 4), (400, 2, 2), (1000, 8, 3),
+                                                    (2000, 8, 2), (2000, 1, 1), (3000, 8, 1)])
+def test_the_default_number_of_processes_keeps_the_estimated_memory_under_a_gigabyte(
+        tmp_path, monkeypatch, megabytes, cores, jobs):
+    """One per core up to 4, fewer where `estimated_peak_mb` would pass 1 GB (the issue's bound for a 2 GB
+    capture): measured on the bench's 2 GB capture, two processes peaked at 962 MB and three at 1,241."""
+    from harness import adversary
+
+    monkeypatch.setattr(adversary.os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    capture = tmp_path / "big.pcap"
+    with open(capture, "wb") as f:  # sparse: the size is all default_jobs reads
+        f.write(b"\xd4\xc3\xb2\xa1")
+        f.truncate(megabytes * 10**6)
+    assert adversary.default_jobs([str(capture)]) == jobs
+    assert adversary.estimated_peak_mb(megabytes, jobs) <= adversary.MEMORY_BUDGET_MB or jobs == 1
+
+
+def test_a_gzip_capture_is_sized_by_what_it_holds(tmp_path, monkeypatch):
+    import gzip
+
+    from harness import adversary
+
+    monkeypatch.setattr(adversary.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    capture = tmp_path / "big.pcap.gz"
+    with gzip.open(capture, "wb") as f:
+        f.write(bytes(64 * 10**6))  # 64 MB of zeros: a few dozen kB compressed
+    assert capture.stat().st_size < adversary.PARALLEL_MIN_BYTES
+    assert adversary.capture_megabytes(str(capture)) == 64.0
+    assert adversary.default_jobs([str(capture)]) == 2

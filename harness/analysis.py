@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 from harness.analyzers import Analyzer, Finding, Knowledge, registry
+from harness.analyzers.interface import reads_flows_in_finish
 from harness.errors import HarnessError
 from harness.findings_file import encode_finding
 from harness.observe.flow_log import FlowLog
@@ -174,7 +175,7 @@ def finish_key(f: Finding) -> str:
 
 
 def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] | None = None,
-                  release: bool = True, sink: FindingSink | None = None) -> AnalysisResult:
+                  release: bool = True, sink: FindingSink | None = None, keep_flows: bool = True) -> AnalysisResult:
     """Call every registered analyzer (or those in `only`) on each flow as it comes, then `finish` with all flows.
 
     `flows` may be a lazy iterator (`harness.observe.iter_flows`); it is consumed once. With `release` (the
@@ -184,10 +185,16 @@ def run_analyzers(flows: Iterable[Flow], knowledge: Knowledge, only: list[str] |
     `finish`, encoded and sorted on disk as they come (`finish_lines`), and none is kept, so memory does
     not grow with the findings; without one they are collected in `AnalysisResult.findings`.
     Finding ids are unique: within a block by construction, and across blocks because a finding's id
-    names its flow and a flow id given twice is analysed once.
+    names its flow and a flow id given twice is analysed once. `keep_flows=False` keeps no flow summaries
+    at all (`finish` gets an empty sequence): for a `--jobs` process whose analyzers' `finish` does not
+    read them (`reads_flows_in_finish`); it is refused if one of them does.
     """
     runner = _Runner(knowledge, only)
-    result = AnalysisResult(flows=FlowLog() if release else [])
+    if not keep_flows:
+        needing = [a.id for a in runner.analyzers if reads_flows_in_finish(type(a))]
+        if needing:
+            raise ValueError(f"keep_flows=False, but the finish of {', '.join(needing)} reads the flows")
+    result = AnalysisResult(flows=(FlowLog() if release else []) if keep_flows else _NoFlows())
     seen = result.flows
     analyzers = runner.analyzers
     call = runner.call
@@ -250,6 +257,13 @@ def _within_flow(f: Finding) -> tuple:
 
 def _across_flows(f: Finding) -> tuple:
     return (f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id)
+
+
+class _NoFlows(list):
+    """What a run that keeps no flow summaries collects: nothing (`run_analyzers(keep_flows=False)`)."""
+
+    def append(self, flow: Flow) -> None:
+        pass
 
 
 NO_LABEL = {"app": "unknown", "payload_class": None, "entropy": None}  # a flow no finding labelled

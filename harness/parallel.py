@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness.analysis import AnalysisResult, FlowLabels, _Labels, run_analyzers
 from harness.analyzers import Finding, registry
+from harness.analyzers.interface import reads_flows_in_finish
 from harness.findings_file import encode_finding
 from harness.observe.flow_log import FlowLog
 from harness.sorted_spool import SEP as _SEP  # between the sort key fields and the JSON on a spooled line
@@ -66,14 +67,14 @@ class _WorkerResult:
     flow_labels: FlowLabels
     errors: list[str]
     counts: Counter
-    flows: "FlowLog | list" = field(default_factory=list)  # flow summaries: from the first worker only
+    flows: "FlowLog | list" = field(default_factory=list)  # flow summaries: from one worker only (flows_group)
     packets: int = 0
     skipped: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
 
 
-def _work(paths: list[str], keys_path: str | None, group: list[str], spool: str, first: bool,
+def _work(paths: list[str], keys_path: str | None, group: list[str], spool: str, returns_flows: bool,
           progress: bool) -> _WorkerResult:
     from harness.keys import load_knowledge
     from harness.observe import Observer, fewer_gc_passes
@@ -82,14 +83,27 @@ def _work(paths: list[str], keys_path: str | None, group: list[str], spool: str,
     knowledge = load_knowledge(keys_path)
     observer = Observer(paths, progress=terminal_progress(paths) if progress else None)
     sink = _KeyedSpool(spool)
+    keep = returns_flows or group_reads_flows(group)
     try:
         with fewer_gc_passes():
-            result = run_analyzers(observer.flows(), knowledge, only=group, sink=sink)
+            result = run_analyzers(observer.flows(), knowledge, only=group, sink=sink, keep_flows=keep)
     finally:
         sink.file.close()
     return _WorkerResult(sink.blocks, result.flow_labels, result.errors, result.counts,
-                         result.flows if first else [], observer.packets, observer.skipped, observer.notes,
+                         result.flows if returns_flows else [], observer.packets, observer.skipped, observer.notes,
                          list(observer.paths))
+
+
+def group_reads_flows(group: list[str]) -> bool:
+    """Does one of the group's analyzers read the flow summaries in `finish`?"""
+    available = registry()
+    return any(reads_flows_in_finish(available[a]) for a in group)
+
+
+def flows_group(groups: list[list[str]]) -> int:
+    """The group whose process returns the flow summaries: one that keeps them anyway for its `finish`
+    (so the others keep none), else the first."""
+    return next((i for i, g in enumerate(groups) if group_reads_flows(g)), 0)
 
 
 def _read_lines(f, n: int):
@@ -98,12 +112,12 @@ def _read_lines(f, n: int):
         yield f.readline()
 
 
-def _merge_blocks(spools: list[str], results: list[_WorkerResult], out) -> None:
+def _merge_blocks(spools: list[str], results: list[_WorkerResult], flows: FlowLog, out) -> None:
     """Write every worker's findings to `out.lines` in single-process order: per flow block, then finish."""
     files = [open(p, encoding="utf-8") for p in spools]
     try:
         cursors = [0] * len(results)
-        order = [*results[0].flows.ids(), None]
+        order = [*flows.ids(), None]
         for flow_id in order:
             parts = []
             for w, res in enumerate(results):
@@ -138,16 +152,17 @@ def run_parallel(paths: list[str], keys_path: str | None, jobs: int, sink, progr
                                               else "spawn")
         # One task per process: a worker exits as soon as its result is sent, so its memory is returned while
         # the others are still in their finish (the peak on a 2 GB capture was one idle worker holding it).
+        keeper = flows_group(groups)
         with context.Pool(len(groups), maxtasksperchild=1) as pool:
-            pending = [pool.apply_async(_work, (paths, keys_path, g, spools[i], i == 0, progress and i == 0))
+            pending = [pool.apply_async(_work, (paths, keys_path, g, spools[i], i == keeper, progress and i == 0))
                        for i, g in enumerate(groups)]
             results = [p.get() for p in pending]
-        _merge_blocks(spools, results, sink)
+        _merge_blocks(spools, results, results[keeper].flows, sink)
     finally:
         for p in spools:
             Path(p).unlink(missing_ok=True)
         os.rmdir(folder)
-    merged = AnalysisResult(flows=results[0].flows)
+    merged = AnalysisResult(flows=results[keeper].flows)
     labels = _Labels(merged.flow_labels)
     for flow_id in merged.flows.ids():
         labels.flow(flow_id)

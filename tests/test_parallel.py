@@ -95,3 +95,37 @@ def test_a_gzip_capture_is_sized_by_what_it_holds(tmp_path, monkeypatch):
     assert capture.stat().st_size < adversary.PARALLEL_MIN_BYTES
     assert adversary.capture_megabytes(str(capture)) == 64.0
     assert adversary.default_jobs([str(capture)]) == 2
+
+
+def test_only_a_process_whose_finish_reads_the_flows_keeps_them():
+    """Under --jobs the flow summaries are kept by one process that needs them for `finish` (it returns them
+    for the document), not by every process: the others' analyzers keep what they need from on_flow."""
+    from harness.analysis import run_analyzers
+    from harness.analyzers import Analyzer, Finding, Knowledge
+    from harness.analyzers.interface import reads_flows_in_finish
+    from harness.observe.model import Flow
+    from harness.parallel import flows_group, group_reads_flows
+
+    available = registry()
+    assert [a for a in available if reads_flows_in_finish(available[a])] == ["metadata.flows"]
+    groups = analyzer_groups(2)
+    keeper = flows_group(groups)
+    assert "metadata.flows" in groups[keeper] and not any(group_reads_flows(g) for g in groups if g != groups[keeper])
+
+    class Plugin(Analyzer):  # a finish of its own and no word on it: assumed to read the flows
+        id = "test.plugin"
+
+        def finish(self, flows):
+            return [Finding(self.id, "volume", "flows", None, len(flows))]
+
+    assert reads_flows_in_finish(Plugin) and not reads_flows_in_finish(Analyzer)
+    flows = [Flow(id=f"udp 10.0.0.{i}:53 > 10.0.0.9:53", proto="udp", src=f"10.0.0.{i}:53", dst="10.0.0.9:53",
+                  src_ip=f"10.0.0.{i}", dst_ip="10.0.0.9", sport=53, dport=53, first_seen=float(i),
+                  last_seen=float(i)) for i in range(3)]
+    light = ["metadata.activity", "payload.entropy"]
+    kept = run_analyzers(flows, Knowledge(), only=light)
+    none = run_analyzers(flows, Knowledge(), only=light, keep_flows=False)
+    assert len(kept.flows) == 3 and len(none.flows) == 0
+    assert [f.to_json() for f in none.findings] == [f.to_json() for f in kept.findings] and kept.findings
+    with pytest.raises(ValueError, match="metadata.flows reads the flows"):
+        run_analyzers(flows, Knowledge(), only=["metadata.flows"], keep_flows=False)

@@ -97,6 +97,7 @@ class Activity(Analyzer):
 
     id = ID
     cost = 3.2  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    finish_reads_flows = False  # finish works from what on_flow kept
     description = ("Reports when each device was online (its packets, keep-alives included), how many "
                    "messages it received, each message's size class (receipt, chat, e-mail, attachment) "
                    "and messages whose size matches a known document.")

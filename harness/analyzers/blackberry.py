@@ -108,6 +108,7 @@ class BlackBerryAnalyzer(Analyzer):
 
     id = ID
     cost = 0.05  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    finish_reads_flows = False  # finish works from what on_flow kept
     description = ("Parses BlackBerry relay envelopes and SRP frames; reports PINs and PIN pairs in clear, and "
                    "opens PIN/BBM scrambling, BES mail and BBM Protected chats with exactly the keys held.")
 

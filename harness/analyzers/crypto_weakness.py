@@ -646,6 +646,7 @@ class CryptoWeakness(Analyzer):
 
     id = ID
     cost = 0.6  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    finish_reads_flows = False  # finish works from what on_flow kept
     description = ("Finds weak encryption across messages without keys: repeating-key XOR (IC key length, key "
                    "recovery), keystream reuse within and across flows (XOR of ciphertexts, crib-dragging), ECB "
                    "repeated blocks, fixed-IV CBC first blocks, static framing fields; reports recovered text.")

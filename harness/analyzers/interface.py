@@ -116,6 +116,9 @@ class Analyzer:
     # across processes (harness/parallel.py); `python -m bench.capture_throughput --per-analyzer`
     # measures the analyzer's own part.
     cost: ClassVar[float] = 1.0
+    # False if `finish` never reads its `flows` argument (it keeps what it needs from `on_flow`): under
+    # `--jobs`, a process whose analyzers all say so keeps no flow summaries (harness/parallel.py).
+    finish_reads_flows: ClassVar[bool] = True
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
@@ -131,3 +134,8 @@ class Analyzer:
 
     def finish(self, flows: Sequence[Flow]) -> Iterable[Finding]:
         return ()
+
+
+def reads_flows_in_finish(cls: type[Analyzer]) -> bool:
+    """Does the analyzer's `finish` need the flow summaries? Not if it keeps the base `finish`, or says so."""
+    return cls.finish is not Analyzer.finish and bool(getattr(cls, "finish_reads_flows", True))

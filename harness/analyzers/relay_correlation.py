@@ -748,6 +748,7 @@ class RelayCorrelation(Analyzer):
 
     id = ID
     cost = 0.9  # relative CPU cost (Analyzer.cost), measured at 1M packets: balances analyze --jobs
+    finish_reads_flows = False  # finish works from what on_flow kept
     description = ("Matches message bursts devices send to a relay with the bursts the relay sends to other "
                    "devices (delay and size distributions learned from the capture, statistical disclosure "
                    "over rounds) and reports sender -> recipient links and per-message candidate senders.")

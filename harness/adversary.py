@@ -86,18 +86,18 @@ def capture_megabytes(path: str) -> float:
 
 
 def estimated_peak_mb(capture_mb: float, jobs: int) -> float:
-    """Peak memory of `harness analyze -j jobs` (all processes) on `capture_mb` of capture, fitted on the
-    bench's mixed capture (`python -m bench.capture_throughput`; the 2 GB `bench.mixed_capture 5000000`:
-    one process 569 MB, two 962, three 1,241 measured): one process 140 + 0.215 MB per MB, each further
-    one 125 + 0.135 MB per MB (its own open flows, flow summaries and labels). Memory follows flows more
-    than bytes: a capture of many tiny flows needs more per MB than this."""
-    return 140 + 0.215 * capture_mb + (jobs - 1) * (125 + 0.135 * capture_mb)
+    """Peak memory of `harness analyze -j jobs` (all processes) on `capture_mb` of capture, fitted with a
+    margin on the bench's mixed capture (`python -m bench.capture_throughput`; the 2 GB `bench.mixed_capture
+    5000000`, PSS summed: one process 569 MB, two 728, three 863): one process 140 + 0.215 MB per MB, each
+    further one 100 + 0.05 MB per MB (its own open flows and labels; only one process keeps the flow
+    summaries). Memory follows flows more than bytes: a capture of many tiny flows needs more per MB."""
+    return 140 + 0.215 * capture_mb + (jobs - 1) * (100 + 0.05 * capture_mb)
 
 
 def default_jobs(paths: list[str]) -> int:
     """Processes for `harness analyze` when not told: one for small captures (start-up would cost more than
     it saves), else one per core up to MAX_AUTO_JOBS, and fewer where the estimated peak memory
-    (`estimated_peak_mb`) would pass MEMORY_BUDGET_MB: a 2 GB capture gets two at most, a 3 GB one one."""
+    (`estimated_peak_mb`) would pass MEMORY_BUDGET_MB: a 2 GB capture gets three at most, a 3 GB one one."""
     total = sum(capture_megabytes(p) for p in paths if os.path.isfile(p))
     if total * 1e6 < PARALLEL_MIN_BYTES:
         return 1

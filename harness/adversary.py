@@ -16,6 +16,7 @@ from harness.observe import Observer, fewer_gc_passes
 from harness.observe.flow_log import FlowLog
 from harness.observe.model import Observation
 from harness.parallel import run_parallel
+from harness.wire.capture_reader import capture_size
 
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # captures smaller than this in all are analysed in one process
 MAX_AUTO_JOBS = 4  # processes `harness analyze` starts by itself (each holds its own open flows)
@@ -71,20 +72,6 @@ def analyze_to_file(paths: list[str], keys_path: str | None, out_path: str | Pat
     return doc, result.counts
 
 
-def capture_megabytes(path: str) -> float:
-    """A capture's size in MB as the observe tier reads it: a gzip file's uncompressed size from its
-    trailer (ISIZE: modulo 4 GiB, so never taken below the compressed size)."""
-    size = os.path.getsize(path)
-    try:
-        with open(path, "rb") as f:
-            if f.read(2) == b"\x1f\x8b" and size >= 18:
-                f.seek(-4, os.SEEK_END)
-                size = max(size, int.from_bytes(f.read(4), "little"))
-    except OSError:  # unreadable: the observe tier says so, in one line, when it opens it
-        pass
-    return size / 1e6
-
-
 def estimated_peak_mb(capture_mb: float, jobs: int) -> float:
     """Peak memory of `harness analyze -j jobs` (all processes) on `capture_mb` of capture, fitted with a
     margin on the bench's mixed capture (`python -m bench.capture_throughput`; the 2 GB `bench.mixed_capture
@@ -98,7 +85,7 @@ def default_jobs(paths: list[str]) -> int:
     """Processes for `harness analyze` when not told: one for small captures (start-up would cost more than
     it saves), else one per core up to MAX_AUTO_JOBS, and fewer where the estimated peak memory
     (`estimated_peak_mb`) would pass MEMORY_BUDGET_MB: a 2 GB capture gets three at most, a 3 GB one one."""
-    total = sum(capture_megabytes(p) for p in paths if os.path.isfile(p))
+    total = sum(capture_size(p) for p in paths if os.path.isfile(p)) / 1e6  # MB, gzip uncompressed
     if total * 1e6 < PARALLEL_MIN_BYTES:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

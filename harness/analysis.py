@@ -259,11 +259,18 @@ def _across_flows(f: Finding) -> tuple:
     return (f.flow is not None, f.flow or "", f.analyzer, f.kind, f.id)
 
 
-class _NoFlows(list):
-    """What a run that keeps no flow summaries collects: nothing (`run_analyzers(keep_flows=False)`)."""
+class _NoFlows(Sequence):
+    """What a run that keeps no flow summaries holds (`run_analyzers(keep_flows=False)`): nothing, and a
+    `finish` that reads it anyway fails loudly (a contained, reported error) rather than seeing no flows,
+    which would hide what it should have found."""
 
     def append(self, flow: Flow) -> None:
         pass
+
+    def _refuse(self, *_args):
+        raise RuntimeError("finish read the flows, but the analyzer says it does not (finish_reads_flows)")
+
+    __getitem__ = __len__ = __iter__ = _refuse
 
 
 NO_LABEL = {"app": "unknown", "payload_class": None, "entropy": None}  # a flow no finding labelled

@@ -87,13 +87,14 @@ def test_a_gzip_capture_is_sized_by_what_it_holds(tmp_path, monkeypatch):
     import gzip
 
     from harness import adversary
+    from harness.wire.capture_reader import capture_size
 
     monkeypatch.setattr(adversary.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
     capture = tmp_path / "big.pcap.gz"
     with gzip.open(capture, "wb") as f:
         f.write(bytes(64 * 10**6))  # 64 MB of zeros: a few dozen kB compressed
     assert capture.stat().st_size < adversary.PARALLEL_MIN_BYTES
-    assert adversary.capture_megabytes(str(capture)) == 64.0
+    assert capture_size(str(capture)) == 64 * 10**6
     assert adversary.default_jobs([str(capture)]) == 2
 
 
@@ -101,7 +102,7 @@ def test_only_a_process_whose_finish_reads_the_flows_keeps_them():
     """Under --jobs the flow summaries are kept by one process that needs them for `finish` (it returns them
     for the document), not by every process: the others' analyzers keep what they need from on_flow."""
     from harness.analysis import run_analyzers
-    from harness.analyzers import Analyzer, Finding, Knowledge
+    from harness.analyzers import _REGISTRY, Analyzer, Finding, Knowledge, register
     from harness.analyzers.interface import reads_flows_in_finish
     from harness.observe.model import Flow
     from harness.parallel import flows_group, group_reads_flows
@@ -125,7 +126,20 @@ def test_only_a_process_whose_finish_reads_the_flows_keeps_them():
     light = ["metadata.activity", "payload.entropy"]
     kept = run_analyzers(flows, Knowledge(), only=light)
     none = run_analyzers(flows, Knowledge(), only=light, keep_flows=False)
-    assert len(kept.flows) == 3 and len(none.flows) == 0
+    assert len(kept.flows) == 3 and not none.errors
     assert [f.to_json() for f in none.findings] == [f.to_json() for f in kept.findings] and kept.findings
     with pytest.raises(ValueError, match="metadata.flows reads the flows"):
         run_analyzers(flows, Knowledge(), only=["metadata.flows"], keep_flows=False)
+
+    @register
+    class Mistaken(Plugin):  # says it does not read the flows, and does: a reported error, not a silent nothing
+        id = "test.mistaken"
+        finish_reads_flows = False
+
+    try:
+        result = run_analyzers(flows, Knowledge(), only=["test.mistaken"], keep_flows=False)
+    finally:
+        _REGISTRY.pop("test.mistaken", None)
+    assert not result.findings and result.errors == [
+        "test.mistaken: RuntimeError: finish read the flows, but the analyzer says it does not "
+        "(finish_reads_flows) (finish)"]

@@ -14,8 +14,8 @@ afterwards is a client's own new session (every web or mail server would look li
 A delay found so is believed only if it clearly beats the same EM run with outbound times shifted past
 WINDOW (no true pair can fall there), the null's excess scaled by the real sample's exposure over the
 null's; a capture shorter than the shift leaves the null nothing, and an excess with nothing to compare
-against is not believed. Per outbound message j the candidates
-i inside the learned delay support get a likelihood ratio
+against is not believed. Per outbound message j the candidates i inside the learned delay support get a
+likelihood ratio
 
     L_ij = lambda_t(delay) * lambda_s(size difference) * lambda_id(ids equal?)
 
@@ -36,8 +36,9 @@ Complexity, for n inbound and m outbound bursts: one sort, O((n+m) log(n+m)); EM
 most SAMPLE outbounds (fewer when busy: about SAMPLE_PAIRS pairs) against inbounds within WINDOW
 seconds, O(min(SAMPLE * rho * WINDOW, SAMPLE_PAIRS)) pairs per iteration (rho = inbound rate), at most
 six times (two modes, each against up to two shifted nulls; the pairs of each placement drawn once); the
-full pass enumerates per outbound only the inbounds inside the learned support [lo, hi] with searchsorted, O(m * rho * (hi - lo)) pairs, four times more for the null
-shifts; links aggregate by sorting integer pair keys, O(P log P). Memory O(P). No step is O(n * m).
+full pass enumerates per outbound only the inbounds inside the learned support [lo, hi] with
+searchsorted, O(m * rho * (hi - lo)) pairs, four times more for the null shifts; links aggregate by
+sorting integer pair keys, O(P log P). Memory O(P). No step is O(n * m).
 """
 from __future__ import annotations
 

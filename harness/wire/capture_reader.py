@@ -169,6 +169,21 @@ def _open_error(path: str, err: OSError) -> HarnessError:
     return HarnessError(f"cannot read ({err.strerror or err})", path=path)
 
 
+def capture_size(path: str) -> int:
+    """Bytes the reader will read from `path`: a gzip file's uncompressed size from its trailer (ISIZE,
+    modulo 4 GiB, so never taken below the compressed size); the file's size otherwise. An unreadable file
+    answers its size: opening it for real gives the one-line error."""
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) == _GZIP_MAGIC and size >= 18:
+                f.seek(-4, os.SEEK_END)
+                size = max(size, int.from_bytes(f.read(4), "little"))
+    except OSError:
+        pass
+    return size
+
+
 def _probe(path: str) -> tuple[bool, bytes]:
     """(gzip-compressed?, first bytes of the capture itself); raises HarnessError for anything that is not a capture."""
     try:

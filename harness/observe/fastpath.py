@@ -47,7 +47,7 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
     min_frame = _FRAME_BYTES if linktype == 1 else max_record + 1  # only Ethernet frames are decoded here
     decode, add, ipv4 = decoder.decode, table.add, decoder.ipv4_text
     by_wire_key, finished, closing = table.by_wire_key, table.finished, table._closing
-    linger, idle = table.close_linger, table.idle_timeout
+    linger, soon, timed_out = table.close_linger, table.attempt_timeout, table.timed_out
     reused, tcp_control, segment, ack_of = table._reused, table._tcp_control, table._segment, table._ack
     new, chunk, max_chunks, cap = tuple.__new__, Chunk, MAX_CHUNKS, STREAM_CAP
     now = table.now
@@ -97,7 +97,8 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
                             last = f.last_seen
                             # What FlowTable.add does with a packet of an open flow that is neither idle nor a
                             # SYN starting a new connection on the same ports (those two go to `add`).
-                            if t - last <= idle and not (flags & 0x02 and reused(conn, d, flags, seq)):
+                            if ((t - last <= soon or not timed_out(conn, t))
+                                    and not (flags & 0x02 and reused(conn, d, flags, seq))):
                                 packets[d] += 1
                                 nbytes[d] += orig
                                 if t > last:

@@ -1,8 +1,8 @@
 """Builds flows from decoded packets: TCP connections with per-direction stream reassembly, and UDP conversations.
 
 A flow leaves the table as soon as it is finished (FIN both ways and acknowledged, or RST, each after a short
-linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time; or the end of input), so memory
-follows the flows still open, not the packets already seen. `build_flows` yields flows as they finish.
+linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for a TCP connection
+attempt; or the end of input), so memory follows the flows still open, not the packets already seen. `build_flows` yields flows as they finish.
 
 Reassembly, per direction: in-order bytes are appended to `Flow.payload[d]` (capped at `STREAM_CAP`) and each
 packet that brings new bytes adds a `Chunk`. Out-of-order segments wait in a bounded buffer until the hole fills;
@@ -23,6 +23,11 @@ from harness.observe.decode import ACK, FIN, RST, SYN, TCP, Packet
 from harness.observe.model import STREAM_CAP, Chunk, Flow, endpoint, flow_key
 
 IDLE_TIMEOUT = 300.0  # seconds of capture time without a packet after which a flow is finished
+# The same for a TCP connection attempt: packets from one side only and no payload either way (an unanswered
+# SYN, a port scan's probe). A gateway capture can hold millions of them, each an open flow (~3 kB) until it
+# times out, so they go sooner; 60 s outlasts a client's SYN retransmissions (Linux: 1, 2, 4, ... 32 s apart).
+# Zeek gives up on an attempt after 5 s (tcp_attempt_delay); a SYN retransmitted later opens a new flow here.
+ATTEMPT_TIMEOUT = 60.0
 CLOSE_LINGER = 5.0  # seconds a closed TCP flow still takes stragglers (last ACK, retransmitted FIN) before it leaves
 SWEEP_INTERVAL = 30.0  # how often (capture time) the table is swept for idle flows
 MAX_OOO_SEGMENTS = 64  # out-of-order segments buffered per direction
@@ -92,8 +97,9 @@ class FlowTable:
     """The open flows. `add` packets in capture order; finished flows collect in `finished` for the caller to take."""
 
     def __init__(self, idle_timeout: float = IDLE_TIMEOUT, close_linger: float = CLOSE_LINGER,
-                 max_active: int = MAX_ACTIVE) -> None:
+                 max_active: int = MAX_ACTIVE, attempt_timeout: float = ATTEMPT_TIMEOUT) -> None:
         self.idle_timeout = idle_timeout
+        self.attempt_timeout = min(attempt_timeout, idle_timeout)
         self.close_linger = close_linger
         self.max_active = max_active
         self.finished: list[Flow] = []
@@ -127,8 +133,7 @@ class FlowTable:
             conn, d = self._open(p)
         else:
             conn, d = hit
-            if t - conn.flow.last_seen > self.idle_timeout or (
-                    flags & SYN and proto == TCP and self._reused(conn, d, flags, seq)):
+            if self.timed_out(conn, t) or (flags & SYN and proto == TCP and self._reused(conn, d, flags, seq)):
                 self._finish(conn)
                 conn, d = self._open(p)
         f = conn.flow
@@ -221,6 +226,18 @@ class FlowTable:
             self._evict()
         return conn, d
 
+    def timed_out(self, conn: _Conn, t: float) -> bool:
+        """Has the flow been idle too long by `t`: `idle_timeout`, or `attempt_timeout` for a connection attempt?"""
+        idle = t - conn.flow.last_seen
+        return idle > self.idle_timeout or (idle > self.attempt_timeout and self._attempt(conn))
+
+    @staticmethod
+    def _attempt(conn: _Conn) -> bool:
+        """A TCP connection attempt: packets from one side only, no payload delivered or waiting either way."""
+        f = conn.flow
+        return (f.proto == "tcp" and not (f.packets[0] and f.packets[1])
+                and not (f.payload_bytes[0] or f.payload_bytes[1] or conn.streams[0].pending or conn.streams[1].pending))
+
     @staticmethod
     def _reused(conn: _Conn, d: int, flags: int, seq: int) -> bool:
         """Does this SYN (with these flags and sequence number) start a new connection on the same 5-tuple?"""
@@ -256,8 +273,9 @@ class FlowTable:
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + SWEEP_INTERVAL
-        limit = now - self.idle_timeout
-        idle = [conn for conn, d in self._table.values() if d == 0 and conn.flow.last_seen < limit]
+        limit, attempt_limit, attempt = now - self.idle_timeout, now - self.attempt_timeout, self._attempt
+        idle = [conn for conn, d in self._table.values() if d == 0 and conn.flow.last_seen < attempt_limit
+                and (conn.flow.last_seen < limit or attempt(conn))]
         for conn in idle:
             self._finish(conn)
 

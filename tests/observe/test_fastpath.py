@@ -63,7 +63,7 @@ def _pcap(path: Path, frames: list[tuple[float, bytes]], snap: int = 65535) -> P
 
 def _tricky() -> list[tuple[float, bytes]]:
     """Handshakes, data both ways, out of order, re-sent and differing bytes, snaplen cuts, reuse, idle gaps,
-    mid-stream starts, options, VLAN, bad lengths, UDP, identical endpoints, FIN/RST closes."""
+    connection attempts timed out, mid-stream starts, options, VLAN, bad lengths, UDP, identical endpoints, FIN/RST closes."""
     c, s = 0x0A000001, 0x0A000002
     frames = []
     t = 100.0
@@ -104,6 +104,11 @@ def _tricky() -> list[tuple[float, bytes]]:
     put(_tcp(c, s, 4002, 80, (0xFFFFFFFA + 11) & 0xFFFFFFFF, 0, 0x18, b"wrapped"))
     put(_tcp(c, s, 4003, 80, 5, 0, 0x18, b"big" * 200), 0.001)  # cut by the snaplen
     put(_tcp(c, s, 4003, 80, 605, 0, 0x18, b"after"), 0.001)
+    put(_tcp(c, s, 4007, 443, 50, 0, 0x02))  # a connection attempt: a SYN, never answered
+    put(_tcp(c, s, 4007, 443, 50, 0, 0x02), 30.0)  # re-sent within ATTEMPT_TIMEOUT: the same flow
+    put(_tcp(c, s, 4008, 443, 60, 0, 0x10))  # a bare ACK, no payload: an attempt too
+    put(_tcp(c, s, 4007, 443, 50, 0, 0x02), 70.0)  # re-sent after it: a new flow
+    put(_tcp(c, s, 4008, 443, 60, 0, 0x10))  # 70 s later, through the fast path's open-flow branch: a new flow
     put(_tcp(c, c, 9, 9, 1, 0, 0x18, b"self"))  # identical endpoints
     put(_tcp(c, c, 9, 9, 5, 0, 0x18, b"self2"))
     put(_tcp(c, s, 4004, 80, 1, 0, 0x18, b"frag", frag=0x2000))  # a fragment

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from harness.observe.decode import ACK, PSH, SYN
-from harness.observe.flows import MAX_OOO_SEGMENTS, FlowTable, build_flows
+from harness.observe.flows import ATTEMPT_TIMEOUT, MAX_OOO_SEGMENTS, FlowTable, build_flows
 from harness.observe.model import STREAM_CAP, Chunk
 
 
@@ -140,6 +140,26 @@ def test_a_new_syn_on_a_busy_tuple_without_close_is_a_new_connection(build):
     flows = build.all_flows(pkts + [resent_syn])
     assert sorted(f.id[-2:] for f in flows) == ["#2", "80"]
     assert sorted(bytes(f.payload[0]) for f in flows) == [b"one", b"two"]
+
+
+def test_a_connection_attempt_times_out_sooner_than_a_connection(build):
+    """An unanswered SYN (a scan's probe) leaves after ATTEMPT_TIMEOUT; a SYN re-sent later opens a new flow.
+    A connection that was answered, or carried data, keeps the long idle timeout."""
+    syn = build.Talk(cli=("10.0.0.1", 5000), isn=(77, 0)).handshake()[0]
+    probes = [syn._replace(time=t) for t in (0.0, 31.0, 31.0 + ATTEMPT_TIMEOUT + 1)]
+    flows = sorted(build.all_flows(probes), key=lambda f: f.first_seen)
+    assert [(f.id[-2:], f.packets) for f in flows] == [("80", [2, 0]), ("#2", [1, 0])]
+    answered = build.Talk(cli=("10.0.0.1", 5001))
+    quiet = answered.handshake()
+    quiet.append(answered.ack(0)._replace(time=answered.t + 200.0))  # 200 s idle, under IDLE_TIMEOUT
+    one_way = build.packet(0.0, "10.0.0.1", 5002, "10.0.0.2", 80, flags=PSH | ACK, payload=b"x")
+    one_way_later = one_way._replace(time=200.0, seq=1)
+    flows = build.all_flows(quiet + [one_way, one_way_later])
+    assert sorted(f.sport for f in flows) == [5001, 5002]
+    # A packet after the timeout but before the table's sweep reached the flow splits it just the same.
+    table = FlowTable(attempt_timeout=5.0)
+    flows = list(build_flows([syn, syn._replace(time=syn.time + 5.5)], table))
+    assert len(flows) == 2
 
 
 def test_stragglers_after_close_join_the_closed_flow(build):

@@ -36,9 +36,13 @@ def _write_document(out: IO[str], doc: dict, findings_spool: IO[str] | None) -> 
             out.write("[")
             copied = _append_file(out, findings_spool)
             out.write("\n]" if copied else "]")  # as `document_text` writes an empty list
-        elif key in ("findings", "flows"):
-            items = doc.get(key, [])
-            out.write("[" + ",".join("\n" + _line(item) for item in items) + ("\n]" if items else "]"))
+        elif key in ("findings", "flows"):  # row by row: a large capture has hundreds of thousands of flows
+            out.write("[")
+            written = False
+            for item in doc.get(key, []):
+                out.write(("\n" if not written else ",\n") + _line(item))
+                written = True
+            out.write("\n]" if written else "]")
         else:
             out.write(json.dumps(doc[key], sort_keys=True, default=str))
         out.write(",\n" if i < len(keys) - 1 else "\n")

@@ -7,6 +7,7 @@ Sees only observed flows; never imports the simulator, its truth, or the scorer.
 """
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -118,23 +119,29 @@ class FlowMetadata(Analyzer):
         """Yielded one by one (the runner encodes each as it comes: a client and a pair per flow, at most);
         the per-address and per-pair tallies are small lists, not dicts."""
         volume: dict[str, list] = {}  # client -> [flows, payload bytes sent]
-        graph: dict[tuple[str, str], list] = {}  # (client, server) -> [flows, bytes, packets, first, last]
+        # (client, server) -> its row in the columns below: a scan gives a pair per flow, so no list per pair
+        pair_row: dict[tuple[str, str], int] = {}
+        pair_flows, pair_bytes, pair_packets = array("q"), array("q"), array("q")
+        pair_first, pair_last = array("d"), array("d")
         for flow in flows:
             v = volume.get(flow.src_ip)
             if v is None:
                 v = volume[flow.src_ip] = [0, 0]
             v[0] += 1
             v[1] += flow.payload_bytes[CLIENT]
-            g = graph.get((flow.src_ip, flow.dst))
-            if g is None:
-                graph[(flow.src_ip, flow.dst)] = [1, flow.total_bytes, flow.total_packets, flow.first_seen,
-                                                  flow.last_seen]
+            row = pair_row.setdefault((flow.src_ip, flow.dst), len(pair_flows))
+            if row == len(pair_flows):
+                pair_flows.append(1)
+                pair_bytes.append(flow.total_bytes)
+                pair_packets.append(flow.total_packets)
+                pair_first.append(flow.first_seen)
+                pair_last.append(flow.last_seen)
                 continue
-            g[0] += 1
-            g[1] += flow.total_bytes
-            g[2] += flow.total_packets
-            g[3] = min(g[3], flow.first_seen)
-            g[4] = max(g[4], flow.last_seen)
+            pair_flows[row] += 1
+            pair_bytes[row] += flow.total_bytes
+            pair_packets[row] += flow.total_packets
+            pair_first[row] = min(pair_first[row], flow.first_seen)
+            pair_last[row] = max(pair_last[row], flow.last_seen)
         for ip in sorted(volume):
             n_flows, payload_sent = volume.pop(ip)
             sent = self._sent.get(ip)
@@ -144,12 +151,12 @@ class FlowMetadata(Analyzer):
                 evidence["first_message_time"] = round(first, 6)
             yield self._finding(None, "volume", "per-client-volume", {"endpoint": ip, "messages": messages,
                                                                       "bytes": size}, 0.7, **evidence)
-        for (client, server) in sorted(graph):
-            n_flows, size, packets, first, last = graph.pop((client, server))
-            yield self._finding(None, "endpoint", "flow-graph",
-                                {"client": client, "server": server, "flows": n_flows, "bytes": size},
-                                0.95, rule="flow-graph", first_seen=round(first, 6), last_seen=round(last, 6),
-                                packets=packets)
+        for (client, server) in sorted(pair_row):
+            row = pair_row[(client, server)]
+            value = {"client": client, "server": server, "flows": pair_flows[row], "bytes": pair_bytes[row]}
+            yield self._finding(None, "endpoint", "flow-graph", value, 0.95, rule="flow-graph",
+                                first_seen=round(pair_first[row], 6), last_seen=round(pair_last[row], 6),
+                                packets=pair_packets[row])
         yield from self._direct_contacts(flows)
 
     def _direct_contacts(self, flows: Sequence[Flow]) -> list[Finding]:
@@ -157,9 +164,10 @@ class FlowMetadata(Analyzer):
         flows (a peer, not a server) and that few others reach (at most DIRECT_MAX_PEERS): the opener wrote
         to it. Servers never open flows to their clients here, and relays do not open flows to devices."""
         initiators = {f.src_ip for f in flows if f.handshake}
-        reached_by: dict[str, set] = defaultdict(set)
+        reached_by: dict[str, set] = defaultdict(set)  # only initiators: a scan reaches a million addresses
         for f in flows:
-            reached_by[f.dst_ip].add(f.src_ip)
+            if f.dst_ip in initiators:
+                reached_by[f.dst_ip].add(f.src_ip)
         pairs: dict[tuple[str, str], list[float]] = defaultdict(list)
         for f in flows:
             first = self._first_message.get(f.id)

@@ -1,6 +1,7 @@
 """Capture throughput: `harness analyze` beside tshark on the same synthetic capture, in the same run.
 
-    python -m bench.capture_throughput [PACKETS ...]        (default: 100000 1000000)
+    python -m bench.capture_throughput [PACKETS ...] [--scan PROBES ...]
+                                     (default: 100000 1000000 packets, scans of 100000 400000 probes)
     python -m bench.capture_throughput --observe-only FILE  (the observe tier alone; used by the table)
     python -m bench.capture_throughput --per-analyzer FILE  (seconds spent in each analyzer)
 
@@ -9,7 +10,8 @@ For each size the mixed capture (bench/mixed_capture.py, cached under bench/out/
 picks by itself on this machine), by the observe tier alone, by `tshark -q -z conv,tcp`, and by
 tshark printing per-packet fields. Each runs as a child process; wall time, CPU time (from `os.wait4`:
 all of the child's processes) and peak memory (resident memory summed over the child's process tree,
-sampled) are printed with packets per second and the ratio to tshark conv.
+sampled) are printed with packets per second and the ratio to tshark conv. The scan captures
+(bench/scan_capture.py: a flow per probe) show memory per flow: `harness analyze` and tshark conv only.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import threading
 import time
 from collections import Counter
 
+from bench import scan_capture
 from bench.mixed_capture import cached
 
 TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
@@ -98,28 +101,34 @@ def _commands(path: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def table(sizes: list[int], skip: frozenset[str] = frozenset()) -> str:
-    """Markdown rows per size and tool. CPU time is printed beside wall time: on a shared machine the wall
+SCAN_SKIP = frozenset({"harness observe tier only", "tshark -T fields (per packet)"})
+
+
+def table(sizes: list[int], skip: frozenset[str] = frozenset(), scans: list[int] = ()) -> str:
+    """Markdown rows per capture and tool. CPU time is printed beside wall time: on a shared machine the wall
     clock also counts other jobs, CPU time does not; the ratio is tshark conv's time over the tool's, both ways."""
-    rows = ["| packets | MB | tool | wall s | CPU s | packets/s (wall) | vs tshark conv (wall / CPU) | peak memory MB |",
-            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for n in sizes:
-        path = cached(n)
+    rows = ["| capture | packets | MB | tool | wall s | CPU s | packets/s (wall) | vs tshark conv (wall / CPU) "
+            "| peak memory MB |",
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    captures = [("mixed", n, cached(n), skip) for n in sizes]
+    captures += [(f"scan, {n:,} probes", scan_capture.frames(n), scan_capture.cached(n), skip | SCAN_SKIP)
+                 for n in scans]
+    for label, n, path, skipped in captures:
         mb = os.path.getsize(path) / 1e6
         results = []
         for name, cmd in _commands(path):
-            if name in skip:
+            if name in skipped:
                 continue
             wall, cpu, peak, rc = _child(cmd)
             results.append((name, wall, cpu, peak, rc))
-            print(f"  {n:>9,} {name:34} {wall:8.1f} s wall {cpu:8.1f} s CPU {peak:8.0f} MB  (exit {rc})",
+            print(f"  {label:22} {n:>9,} {name:34} {wall:8.1f} s wall {cpu:8.1f} s CPU {peak:8.0f} MB  (exit {rc})",
                   file=sys.stderr, flush=True)
         conv = next(((w, c) for name, w, c, _, _ in results if name.startswith("tshark -q")), None)
         for name, wall, cpu, peak, rc in results:
             ratio = f"{conv[0] / wall:.2f}x / {conv[1] / cpu:.2f}x" if conv else "-"
             note = "" if rc == 0 else f" (exit {rc})"
-            rows.append(f"| {n:,} | {mb:.0f} | {name}{note} | {wall:.1f} | {cpu:.1f} | {n / wall:,.0f} | {ratio} "
-                        f"| {peak:.0f} |")
+            rows.append(f"| {label} | {n:,} | {mb:.0f} | {name}{note} | {wall:.1f} | {cpu:.1f} | {n / wall:,.0f} "
+                        f"| {ratio} | {peak:.0f} |")
     return "\n".join(rows)
 
 
@@ -168,6 +177,9 @@ def main(argv: list[str]) -> int:
                                      description="harness analyze beside tshark on the bench's mixed capture")
     parser.add_argument("packets", nargs="*", type=int, default=[100_000, 1_000_000],
                         help="capture sizes in packets (default: 100000 1000000)")
+    parser.add_argument("--scan", nargs="*", type=int, default=[100_000, 400_000], metavar="PROBES",
+                        help="scan captures (bench/scan_capture.py) of these many probes (default: 100000 400000; "
+                             "none: --scan)")
     parser.add_argument("--observe-only", metavar="FILE", help="time the observe tier alone on FILE")
     parser.add_argument("--per-analyzer", metavar="FILE", help="seconds in each analyzer on FILE")
     args = parser.parse_args(argv)
@@ -178,8 +190,10 @@ def main(argv: list[str]) -> int:
         per_analyzer(args.per_analyzer)
         return 0
     sizes = args.packets
-    print(f"capture throughput: python -m bench.capture_throughput {' '.join(map(str, sizes))}", file=sys.stderr)
-    print(table(sizes))
+    scans = ' '.join(map(str, args.scan))
+    print(f"capture throughput: python -m bench.capture_throughput {' '.join(map(str, sizes))} --scan {scans}",
+          file=sys.stderr)
+    print(table(sizes, scans=args.scan))
     return 0
 
 

@@ -1,0 +1,65 @@
+"""Writes a synthetic port scan: one flow per packet or two, the capture that costs a flow table most per byte.
+
+    python -m bench.scan_capture PROBES [PATH]
+
+A gateway's capture often holds a scan (or a worm, or backscatter): SYNs from one address to many addresses
+and ports, most never answered, some refused with a RST. Each probe is a flow of its own, so memory per flow,
+not per byte, decides whether such a capture can be read at all. Probes are `INTERVAL` seconds apart (500 a
+second); one in ten is refused. Deterministic for a given probe count; frames built with `struct`.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import sys
+
+from bench.mixed_capture import _REC, _tcp
+
+INTERVAL = 0.002  # seconds between probes
+PORTS = (22, 23, 80, 443, 445, 3389, 8080)
+_SYN, _RST_ACK = 0x02, 0x14
+
+
+def write_scan(path: str, probes: int) -> int:
+    """`probes` SYNs from 10.0.0.1 to 172.16.0.0/12 (one address each, a port from PORTS), every tenth answered
+    by a RST; returns the number of frames written."""
+    scanner = bytes((10, 0, 0, 1))
+    frames = 0
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(probes):
+            target = struct.pack("!I", (172 << 24) | (16 << 16) | (i & 0xFFFFF))
+            sport, dport, seq = 40000 + i % 20000, PORTS[i % len(PORTS)], (i * 2654435761) & 0xFFFFFFFF
+            t = 1_700_000_000 + i * INTERVAL
+            packets = [(t, _tcp(scanner, target, sport, dport, seq, 0, _SYN, b""))]
+            if i % 10 == 9:
+                packets.append((t + 0.0003, _tcp(target, scanner, dport, sport, 0, seq + 1, _RST_ACK, b"")))
+            for when, frame in packets:
+                sec = int(when)
+                out.write(_REC.pack(sec, int(round((when - sec) * 1e6)) % 1_000_000, len(frame), len(frame)))
+                out.write(frame)
+                frames += 1
+    return frames
+
+
+def frames(probes: int) -> int:
+    """Frames in the scan of `probes` probes: each probe, and a RST for every tenth."""
+    return probes + probes // 10
+
+
+def cached(probes: int, folder: str = os.path.join("bench", "out")) -> str:
+    """The path of the scan capture with `probes` probes under `folder`, written first if missing."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"scan-{probes}.pcap")
+    if not os.path.exists(path):
+        write_scan(path + ".part", probes)
+        os.replace(path + ".part", path)
+    return path
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 400_000
+    out = sys.argv[2] if len(sys.argv) > 2 else cached(count)
+    if len(sys.argv) > 2:
+        write_scan(out, count)
+    print(out, os.path.getsize(out))

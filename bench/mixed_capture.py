@@ -148,16 +148,26 @@ def write_mixed(path: str, packets: int) -> int:
 
 def cached(packets: int, folder: str = os.path.join("bench", "out")) -> str:
     """The path of the mixed capture with `packets` frames under `folder`, written first if missing."""
+    return cached_capture("mixed", packets, write_mixed, folder)
+
+
+def cached_capture(kind: str, count: int, write, folder: str) -> str:
+    """`folder`/`kind`-`count`.pcap, written by `write(path, count)` first if missing."""
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"mixed-{packets}.pcap")
+    path = os.path.join(folder, f"{kind}-{count}.pcap")
     if not os.path.exists(path):
-        write_mixed(path, packets)
+        write(path, count)
     return path
 
 
-if __name__ == "__main__":
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    out = sys.argv[2] if len(sys.argv) > 2 else cached(count)
-    if len(sys.argv) > 2:
-        write_mixed(out, count)
+def command_line(argv: list[str], default: int, write, cached) -> None:
+    """`python -m bench.<capture> COUNT [PATH]`: write the capture (to PATH, else the cached one), print where."""
+    count = int(argv[0]) if argv else default
+    out = argv[1] if len(argv) > 1 else cached(count)
+    if len(argv) > 1:
+        write(out, count)
     print(out, os.path.getsize(out))
+
+
+if __name__ == "__main__":
+    command_line(sys.argv[1:], 1_000_000, write_mixed, cached)

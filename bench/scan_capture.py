@@ -13,7 +13,7 @@ import os
 import struct
 import sys
 
-from bench.mixed_capture import _REC, _tcp
+from bench.mixed_capture import _REC, _tcp, cached_capture, command_line
 
 INTERVAL = 0.002  # seconds between probes
 PORTS = (22, 23, 80, 443, 445, 3389, 8080)
@@ -25,7 +25,7 @@ def write_scan(path: str, probes: int) -> int:
     by a RST; returns the number of frames written."""
     scanner = bytes((10, 0, 0, 1))
     frames = 0
-    with open(path, "wb") as out:
+    with open(path + ".part", "wb") as out:  # renamed into place when whole
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for i in range(probes):
             target = struct.pack("!I", (172 << 24) | (16 << 16) | (i & 0xFFFFF))
@@ -39,6 +39,7 @@ def write_scan(path: str, probes: int) -> int:
                 out.write(_REC.pack(sec, int(round((when - sec) * 1e6)) % 1_000_000, len(frame), len(frame)))
                 out.write(frame)
                 frames += 1
+    os.replace(path + ".part", path)
     return frames
 
 
@@ -49,17 +50,8 @@ def frames(probes: int) -> int:
 
 def cached(probes: int, folder: str = os.path.join("bench", "out")) -> str:
     """The path of the scan capture with `probes` probes under `folder`, written first if missing."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"scan-{probes}.pcap")
-    if not os.path.exists(path):
-        write_scan(path + ".part", probes)
-        os.replace(path + ".part", path)
-    return path
+    return cached_capture("scan", probes, write_scan, folder)
 
 
 if __name__ == "__main__":
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 400_000
-    out = sys.argv[2] if len(sys.argv) > 2 else cached(count)
-    if len(sys.argv) > 2:
-        write_scan(out, count)
-    print(out, os.path.getsize(out))
+    command_line(sys.argv[1:], 400_000, write_scan, cached)

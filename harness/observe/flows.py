@@ -49,7 +49,9 @@ class _Stream:
     def __init__(self) -> None:
         self.base: int | None = None  # sequence number of stream position 0 (None until a SYN or data is seen)
         self.next = 0  # next expected stream position
-        self.pending: list[tuple[int, int, bytes, int, float]] = []  # heap of (pos, serial, bytes, length, time)
+        # Heap of (pos, serial, bytes, length, time); an empty tuple until the first segment waits (most
+        # directions never buffer one, and an open flow's every byte counts on a busy gateway).
+        self.pending: list[tuple[int, int, bytes, int, float]] | tuple = ()
         self.pending_bytes = 0
         self.gap_end = 0  # stream position where the last skipped gap ended
         self.missed = 0  # stream bytes skipped so far: delivered offset = position - missed (after gap_end)
@@ -335,6 +337,8 @@ class FlowTable:
             self._compare(f, d, s, pos, payload)
             return
         elif pos > nxt:
+            if not s.pending:
+                s.pending = []
             heappush(s.pending, (pos, next(self._serial), payload, paylen, t))
             s.pending_bytes += len(payload)
             while len(s.pending) > MAX_OOO_SEGMENTS or s.pending_bytes > MAX_OOO_BYTES:

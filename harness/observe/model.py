@@ -59,7 +59,7 @@ class _FlowFacts:
         return self.bytes[0] + self.bytes[1]
 
 
-@dataclass
+@dataclass(slots=True, weakref_slot=True)  # slots: a gateway capture holds a million open flows at once
 class Flow(_FlowFacts):
     """One TCP connection or UDP conversation as the tap saw it (its identity and times: `_FlowFacts`)."""
 

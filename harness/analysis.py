@@ -9,6 +9,7 @@ Like the analyzers, this sees only observed flows and the adversary's knowledge,
 """
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
@@ -18,6 +19,7 @@ from harness.analyzers.interface import reads_flows_in_finish
 from harness.errors import HarnessError
 from harness.findings_file import encode_finding
 from harness.observe.flow_log import FlowLog
+from harness.observe.name_codes import NameCodes
 from harness.observe.model import Flow, FlowSummary, Observation
 from harness.sorted_spool import SEP, SortedSpool
 
@@ -279,28 +281,58 @@ NO_LABEL = {"app": "unknown", "payload_class": None, "entropy": None}  # a flow 
 class FlowLabels(Mapping):
     """flow id -> {"app", "payload_class", "entropy"}, as `_Labels` decided them.
 
-    Held as one flat list per flow, with what decided each label (a large capture has hundreds of thousands
-    of flows; a dict per flow and tuples per decision were most of the labels' memory); reading a flow builds
-    its dict. Slots: app, class, entropy, then per kind (app, payload-class) confidence, block, analyzer, id.
+    Held in columns, a row per flow, with what decided each label (a scan gives a flow per packet; a list per
+    flow and the deciding finding ids as text were 320 bytes a flow, this is about 100); reading a flow builds
+    its dict. Per flow: app and class as codes into `_names` (-1: no class), entropy (`_HAS_ENTROPY` in
+    `_flags` says there is one), then per kind (app, payload-class) the deciding finding's confidence (NaN:
+    none yet), block, analyzer (a code) and id (its 16 hex digits as an integer: they order as the text does).
     """
 
     def __init__(self) -> None:
-        self._rows: dict[str, list | None] = {}  # None: no label finding yet
+        self._row: dict[str, int] = {}
+        self._table = NameCodes()
+        self._names = self._table.names
+        self._app, self._class, self._entropy, self._flags = array("i"), array("i"), array("d"), array("b")
+        self._confidence = {kind: array("d") for kind in _KINDS}
+        self._block = {kind: array("b") for kind in _KINDS}
+        self._analyzer = {kind: array("i") for kind in _KINDS}
+        self._id = {kind: array("Q") for kind in _KINDS}
+
+    def code(self, name: str) -> int:
+        return self._table.code(name)
+
+    def add(self, flow_id: str) -> int:
+        """The flow's row, made (unlabelled) if it has none yet."""
+        row = self._row.get(flow_id)
+        if row is None:
+            row = self._row[flow_id] = len(self._app)
+            self._app.append(self.code(NO_LABEL["app"]))
+            self._class.append(-1)
+            self._entropy.append(0.0)
+            self._flags.append(0)
+            for kind in _KINDS:
+                self._confidence[kind].append(_NONE)
+                self._block[kind].append(0)
+                self._analyzer[kind].append(0)
+                self._id[kind].append(0)
+        return row
 
     def __getitem__(self, flow_id: str) -> dict:
-        row = self._rows[flow_id]
-        if row is None:
-            return dict(NO_LABEL)
-        return {"app": row[0], "payload_class": row[1], "entropy": row[2]}
+        row = self._row[flow_id]
+        cls = self._class[row]
+        return {"app": self._names[self._app[row]], "payload_class": None if cls < 0 else self._names[cls],
+                "entropy": self._entropy[row] if self._flags[row] & _HAS_ENTROPY else None}
 
     def __iter__(self):
-        return iter(self._rows)
+        return iter(self._row)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._row)
 
 
-_SLOT = {"app": 3, "payload-class": 7}  # where a kind's confidence, block, analyzer and id start in a row
+_KINDS = ("app", "payload-class")
+_NONE = float("nan")  # no candidate for the kind yet
+_HAS_ENTROPY = 1
 
 
 class _Labels:
@@ -312,10 +344,9 @@ class _Labels:
 
     def __init__(self, labels: FlowLabels) -> None:
         self.labels = labels
-        self._rows = labels._rows
 
     def flow(self, flow_id: str) -> None:
-        self._rows.setdefault(flow_id, None)
+        self.labels.add(flow_id)
 
     def update(self, findings: Iterable[Finding], block: int = 0) -> None:
         """`block`: 0 for a flow's on_flow findings, 1 for those of finish (they come later in the document)."""
@@ -330,31 +361,58 @@ class _Labels:
                                        or (f.kind == "payload-class" and isinstance(f.value, dict)))
 
     def offer(self, key: tuple[str, str], candidate: tuple[float, tuple, object]) -> None:
+        """A candidate label: (confidence, (block, analyzer, kind, finding id as hex text), value)."""
         flow_id, kind = key
         confidence, (block, analyzer, _kind, finding_id), value = candidate
-        row = self._rows.get(flow_id)
-        at = _SLOT[kind]
-        if row is None:
-            row = self._rows[flow_id] = ["unknown", None, None, None, 0, "", "", None, 0, "", ""]
-        elif row[at] is not None:  # the kind is the same on both sides, so the order compares without it
-            held = (row[at + 1], row[at + 2], row[at + 3])
-            if row[at] > confidence or (row[at] == confidence and held <= (block, analyzer, finding_id)):
-                return
-        row[at:at + 4] = confidence, block, analyzer, finding_id
+        labels = self.labels
         if kind == "app":
-            row[0] = str(value)
+            label = (labels.code(str(value)),)
         else:
-            row[1], row[2] = value.get("class"), value.get("entropy")
+            cls, entropy = value.get("class"), value.get("entropy")
+            label = (-1 if cls is None else labels.code(str(cls)), entropy)
+        self._offer(labels.add(flow_id), kind, confidence, block, labels.code(analyzer), int(finding_id, 16), label)
+
+    def _offer(self, row: int, kind: str, confidence: float, block: int, analyzer: int, finding_id: int,
+               label: tuple) -> None:
+        labels = self.labels
+        held = labels._confidence[kind][row]
+        if held == held:  # not NaN: a candidate is there; the kind is the same on both sides
+            if held > confidence:
+                return
+            if held == confidence:
+                mine = (labels._block[kind][row], labels._names[labels._analyzer[kind][row]], labels._id[kind][row])
+                if mine <= (block, labels._names[analyzer], finding_id):
+                    return
+        labels._confidence[kind][row] = confidence
+        labels._block[kind][row] = block
+        labels._analyzer[kind][row] = analyzer
+        labels._id[kind][row] = finding_id
+        if kind == "app":
+            labels._app[row] = label[0]
+        else:
+            labels._class[row] = label[0]
+            has = label[1] is not None
+            labels._entropy[row] = label[1] if has else 0.0
+            labels._flags[row] = _HAS_ENTROPY if has else 0
 
     def merge(self, other: FlowLabels) -> None:
         """Take another process's labels: each of its winners is offered here by the same rule."""
-        for flow_id, row in other._rows.items():
-            if row is None:
-                continue
-            for kind, at in _SLOT.items():
-                if row[at] is not None:
-                    value = row[0] if kind == "app" else {"class": row[1], "entropy": row[2]}
-                    self.offer((flow_id, kind), (row[at], (row[at + 1], row[at + 2], kind, row[at + 3]), value))
+        mine = self.labels
+        for flow_id, theirs in other._row.items():
+            row = None
+            for kind in _KINDS:
+                confidence = other._confidence[kind][theirs]
+                if confidence != confidence:  # NaN: no candidate
+                    continue
+                if kind == "app":
+                    label = (mine.code(other._names[other._app[theirs]]),)
+                else:
+                    cls = other._class[theirs]
+                    entropy = other._entropy[theirs] if other._flags[theirs] & _HAS_ENTROPY else None
+                    label = (-1 if cls < 0 else mine.code(other._names[cls]), entropy)
+                row = mine.add(flow_id) if row is None else row
+                self._offer(row, kind, confidence, other._block[kind][theirs],
+                            mine.code(other._names[other._analyzer[kind][theirs]]), other._id[kind][theirs], label)
 
 
 class FlowRows(Sequence):

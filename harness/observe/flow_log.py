@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from harness.observe.model import _NO_ANOMALIES, Flow, FlowSummary
+from harness.observe.name_codes import NameCodes
 
 _NUMBERS = ("sport", "dport", "packets0", "packets1", "bytes0", "bytes1", "payload0", "payload1", "flags",
             "proto", "dst", "src_ip", "dst_ip")
@@ -30,19 +31,12 @@ class FlowLog(Sequence[FlowSummary]):
         self._n = {name: array("q") for name in _NUMBERS}
         self._ids: list[str] = []
         self._srcs: list[str] = []
-        self._codes: dict[str, int] = {}
-        self._names: list[str] = []
+        self._table = NameCodes()
+        self._names = self._table.names
         self._anomalies: dict[int, Counter] = {}
 
-    def _code(self, name: str) -> int:
-        code = self._codes.get(name)
-        if code is None:
-            code = self._codes[name] = len(self._names)
-            self._names.append(name)
-        return code
-
     def append(self, flow: Flow) -> None:
-        n = self._n
+        n, code = self._n, self._table.code
         if flow.anomalies:
             self._anomalies[len(self._ids)] = Counter(flow.anomalies)
         self._ids.append(flow.id)
@@ -55,8 +49,8 @@ class FlowLog(Sequence[FlowSummary]):
                             ("payload0", flow.payload_bytes[0]), ("payload1", flow.payload_bytes[1]),
                             ("flags", _TRUNCATED0 * bool(flow.truncated[0]) + _TRUNCATED1 * bool(flow.truncated[1])
                              + _HANDSHAKE * bool(flow.handshake)),
-                            ("proto", self._code(flow.proto)), ("dst", self._code(flow.dst)),
-                            ("src_ip", self._code(flow.src_ip)), ("dst_ip", self._code(flow.dst_ip))):
+                            ("proto", code(flow.proto)), ("dst", code(flow.dst)),
+                            ("src_ip", code(flow.src_ip)), ("dst_ip", code(flow.dst_ip))):
             n[name].append(value)
 
     def __len__(self) -> int:

@@ -1,8 +1,9 @@
 """Builds flows from decoded packets: TCP connections with per-direction stream reassembly, and UDP conversations.
 
 A flow leaves the table as soon as it is finished (FIN both ways and acknowledged, or RST, each after a short
-linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for a TCP connection
-attempt; or the end of input), so memory follows the flows still open, not the packets already seen. `build_flows` yields flows as they finish.
+linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for a TCP
+connection attempt; or the end of input), so memory follows the flows still open, not the packets already seen.
+`build_flows` yields flows as they finish.
 
 Reassembly, per direction: in-order bytes are appended to `Flow.payload[d]` (capped at `STREAM_CAP`) and each
 packet that brings new bytes adds a `Chunk`. Out-of-order segments wait in a bounded buffer until the hole fills;
@@ -237,8 +238,9 @@ class FlowTable:
     def _attempt(conn: _Conn) -> bool:
         """A TCP connection attempt: packets from one side only, no payload delivered or waiting either way."""
         f = conn.flow
+        waiting = conn.streams[0].pending or conn.streams[1].pending
         return (f.proto == "tcp" and not (f.packets[0] and f.packets[1])
-                and not (f.payload_bytes[0] or f.payload_bytes[1] or conn.streams[0].pending or conn.streams[1].pending))
+                and not (f.payload_bytes[0] or f.payload_bytes[1] or waiting))
 
     @staticmethod
     def _reused(conn: _Conn, d: int, flags: int, seq: int) -> bool:

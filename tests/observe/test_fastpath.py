@@ -63,7 +63,8 @@ def _pcap(path: Path, frames: list[tuple[float, bytes]], snap: int = 65535) -> P
 
 def _tricky() -> list[tuple[float, bytes]]:
     """Handshakes, data both ways, out of order, re-sent and differing bytes, snaplen cuts, reuse, idle gaps,
-    connection attempts timed out, mid-stream starts, options, VLAN, bad lengths, UDP, identical endpoints, FIN/RST closes."""
+    timed-out connection attempts, mid-stream starts, options, VLAN, bad lengths, UDP, identical endpoints,
+    FIN/RST closes."""
     c, s = 0x0A000001, 0x0A000002
     frames = []
     t = 100.0

@@ -9,8 +9,7 @@ For each size the mixed capture (bench/mixed_capture.py, cached under bench/out/
 `harness analyze` with the full analyzer set (in one process, and with the number of processes it
 picks by itself on this machine), by the observe tier alone, by `tshark -q -z conv,tcp`, and by
 tshark printing per-packet fields. Each runs as a child process; wall time, CPU time (from `os.wait4`:
-all of the child's processes) and peak memory (resident memory summed over the child's process tree,
-sampled) are printed with packets per second and the ratio to tshark conv. The scan captures
+all of the child's processes) and peak memory (PSS summed over the child's process tree, sampled) are printed with packets per second and the ratio to tshark conv. The scan captures
 (bench/scan_capture.py: a flow per probe) show memory per flow: `harness analyze` and tshark conv only.
 """
 from __future__ import annotations
@@ -46,9 +45,17 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _rss_mb(pid: int) -> float:
-    total = 0
+def _memory_mb(pid: int) -> float:
+    """Memory of `pid` and its descendants: PSS summed (/proc/PID/smaps_rollup: a page shared by several
+    processes, such as a forked worker's copy-on-write heap, counted once in all), RSS where PSS is not given."""
+    total = 0.0
     for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+            continue
+        except (OSError, StopIteration, ValueError, IndexError):
+            pass
         try:
             with open(f"/proc/{p}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -60,9 +67,9 @@ def _rss_mb(pid: int) -> float:
 def _child(cmd: list[str]) -> tuple[float, float, float, int]:
     """Run `cmd` as a child: (wall s, CPU s (user + system, its processes included), peak memory MB, exit code).
 
-    Peak memory is the largest sum of resident memory over the child and all its processes, sampled every
-    20 ms (a process tree: `harness analyze -j N` runs N workers), and never less than the largest single
-    process's maximum RSS from wait4."""
+    Peak memory is the largest PSS summed over the child and all its processes, sampled every 20 ms (a
+    process tree: `harness analyze -j N` runs N workers, whose pages shared with the parent summed RSS would
+    count twice or more), and never less than the largest single process's maximum RSS from wait4."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0.0
@@ -71,7 +78,7 @@ def _child(cmd: list[str]) -> tuple[float, float, float, int]:
     def sample() -> None:
         nonlocal peak
         while not stop.wait(0.02):
-            peak = max(peak, _rss_mb(proc.pid))
+            peak = max(peak, _memory_mb(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

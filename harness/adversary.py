@@ -16,7 +16,9 @@ from harness.observe import Observer, fewer_gc_passes
 from harness.observe.flow_log import FlowLog
 from harness.observe.model import Observation
 from harness.parallel import run_parallel
-from harness.wire.capture_reader import capture_size
+from harness.errors import HarnessError
+from harness.observe.decode import Decoder
+from harness.wire.capture_reader import CaptureReader, capture_size
 
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # captures smaller than this in all are analysed in one process
 MAX_AUTO_JOBS = 4  # processes `harness analyze` starts by itself (each holds its own open flows)
@@ -72,24 +74,58 @@ def analyze_to_file(paths: list[str], keys_path: str | None, out_path: str | Pat
     return doc, result.counts
 
 
-def estimated_peak_mb(capture_mb: float, jobs: int) -> float:
-    """Peak memory of `harness analyze -j jobs` (all processes) on `capture_mb` of capture, fitted with a
-    margin on the bench's mixed capture (`python -m bench.capture_throughput`; the 2 GB `bench.mixed_capture
-    5000000`, PSS summed: one process 569 MB, two 728, three 863): one process 140 + 0.215 MB per MB, each
-    further one 100 + 0.05 MB per MB (its own open flows and labels; only one process keeps the flow
-    summaries). Memory follows flows more than bytes: a capture of many tiny flows needs more per MB."""
-    return 140 + 0.215 * capture_mb + (jobs - 1) * (100 + 0.05 * capture_mb)
+def estimated_peak_mb(capture_mb: float, jobs: int, flows: float = 0.0) -> float:
+    """Peak memory of `harness analyze -j jobs` (all processes) on `capture_mb` of capture holding about
+    `flows` flows: the larger of two fits, with a margin, measured with `python -m bench.capture_throughput`.
+    By bytes, on the mixed capture (the 2 GB `bench.mixed_capture 5000000`, PSS summed: one process 569 MB,
+    two 728, three 863): one process 140 + 0.215 MB per MB, each further one 100 + 0.05 MB per MB (its own
+    open flows and labels; only one process keeps the flow summaries). By flows, on the port scan
+    (`bench.scan_capture 400000`, a flow per probe: one process 566 MB, two 926 MB PSS summed, the parent
+    holding 220 of them while it merges): one process 140 + 1.1 kB per flow, each further one 100 + 1 kB."""
+    by_bytes = 140 + 0.215 * capture_mb + (jobs - 1) * (100 + 0.05 * capture_mb)
+    by_flows = 140 + 1.1e-3 * flows + (jobs - 1) * (100 + 1.0e-3 * flows)
+    return max(by_bytes, by_flows)
+
+
+SAMPLE_RECORDS = 20_000  # records read from the start of each capture to estimate its flows
+
+
+def estimated_flows(path: str, total_bytes: int) -> float:
+    """Flows in the capture at `path` (`total_bytes` long, uncompressed), from its first SAMPLE_RECORDS
+    records: distinct TCP/UDP address-and-port pairs per byte there, times the bytes (the bench's captures:
+    within 1% for a port scan, 0.4% low at 30,000 mixed packets, 32% high at 5,000,000, where flows seen
+    at the start go on past it). 0 if the file cannot be read."""
+    try:
+        reader = CaptureReader(path)
+        decoder = Decoder(Counter())
+        pairs: set = set()
+        read = 0
+        for n, record in enumerate(reader.records()):
+            if n >= SAMPLE_RECORDS:
+                break
+            read += len(record.data) + 16  # record header: 16 bytes in pcap, more in pcapng
+            p = decoder.decode(record)
+            if p is not None:
+                pairs.add((p.proto, *sorted(((p.src, p.sport), (p.dst, p.dport)))))
+    except HarnessError:
+        return 0.0
+    return len(pairs) * total_bytes / read if read else 0.0
 
 
 def default_jobs(paths: list[str]) -> int:
     """Processes for `harness analyze` when not told: one for small captures (start-up would cost more than
     it saves), else one per core up to MAX_AUTO_JOBS, and fewer where the estimated peak memory
-    (`estimated_peak_mb`) would pass MEMORY_BUDGET_MB: a 2 GB capture gets three at most, a 3 GB one one."""
-    total = sum(capture_size(p) for p in paths if os.path.isfile(p)) / 1e6  # MB, gzip uncompressed
+    (`estimated_peak_mb`, flows estimated from the start of each capture) would pass MEMORY_BUDGET_MB: a
+    2 GB capture of the bench's mixed traffic gets two at most, a port scan one."""
+    sizes = {p: capture_size(p) for p in paths if os.path.isfile(p)}  # gzip: uncompressed
+    total = sum(sizes.values()) / 1e6  # MB
     if total * 1e6 < PARALLEL_MIN_BYTES:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     jobs = max(1, min(MAX_AUTO_JOBS, cores))
-    while jobs > 1 and estimated_peak_mb(total, jobs) > MEMORY_BUDGET_MB:
+    if jobs == 1:
+        return 1
+    flows = sum(estimated_flows(p, size) for p, size in sizes.items())
+    while jobs > 1 and estimated_peak_mb(total, jobs, flows) > MEMORY_BUDGET_MB:
         jobs -= 1
     return jobs

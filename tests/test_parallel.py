@@ -1,6 +1,7 @@
 """`harness analyze --jobs N`: the analyzers split over processes give the same document, byte for byte."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,35 @@ def test_only_a_process_whose_finish_reads_the_flows_keeps_them():
     assert not result.findings and result.errors == [
         "test.mistaken: RuntimeError: finish read the flows, but the analyzer says it does not "
         "(finish_reads_flows) (finish)"]
+
+
+def test_flows_are_estimated_from_the_start_of_the_capture(tmp_path):
+    """A port scan (a flow per probe) and the bench's mixed traffic (dozens of packets a flow): the estimate
+    is near the flows the observe tier finds."""
+    from bench.mixed_capture import write_mixed
+    from bench.scan_capture import write_scan
+    from harness import adversary
+    from harness.observe import Observer
+
+    for name, write, count in [("scan", write_scan, 3000), ("mixed", write_mixed, 30_000)]:
+        path = str(tmp_path / f"{name}.pcap")
+        write(path, count)
+        flows = sum(1 for _ in Observer([path]).flows())
+        estimate = adversary.estimated_flows(path, os.path.getsize(path))
+        assert 0.9 * flows <= estimate <= 1.5 * flows, (name, flows, estimate)
+    assert adversary.estimated_flows(str(tmp_path / "missing.pcap"), 10**9) == 0
+
+
+@pytest.mark.parametrize("flows, jobs", [(0, 4), (49_000, 4), (400_000, 1), (200_000, 3)])
+def test_a_capture_of_many_tiny_flows_gets_fewer_processes(tmp_path, monkeypatch, flows, jobs):
+    """Memory follows flows more than bytes: 400 MB of port scan (400,000 flows) would pass 1 GB with two
+    processes (measured: 926 MB PSS for two on 31 MB of it)."""
+    from harness import adversary
+
+    monkeypatch.setattr(adversary.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    monkeypatch.setattr(adversary, "estimated_flows", lambda _path, _size: flows)
+    capture = tmp_path / "big.pcap"
+    with open(capture, "wb") as f:
+        f.truncate(400 * 10**6)
+    assert adversary.default_jobs([str(capture)]) == jobs
+    assert adversary.estimated_peak_mb(400, jobs, flows) <= adversary.MEMORY_BUDGET_MB

@@ -19,8 +19,8 @@ from harness.analyzers.interface import reads_flows_in_finish
 from harness.errors import HarnessError
 from harness.findings_file import encode_finding
 from harness.observe.flow_log import FlowLog
-from harness.observe.name_codes import NameCodes
 from harness.observe.model import Flow, FlowSummary, Observation
+from harness.observe.name_codes import NameCodes
 from harness.sorted_spool import SEP, SortedSpool
 
 SCHEMA = "harness.findings/1"
@@ -282,7 +282,7 @@ class FlowLabels(Mapping):
     """flow id -> {"app", "payload_class", "entropy"}, as `_Labels` decided them.
 
     Held in columns, a row per flow, with what decided each label (a scan gives a flow per packet; a list per
-    flow and the deciding finding ids as text were 320 bytes a flow, this is about 100); reading a flow builds
+    flow and the deciding finding ids as text were 320 bytes a flow, this is about 110); reading a flow builds
     its dict. Per flow: app and class as codes into `_names` (-1: no class), entropy (`_HAS_ENTROPY` in
     `_flags` says there is one), then per kind (app, payload-class) the deciding finding's confidence (NaN:
     none yet), block, analyzer (a code) and id (its 16 hex digits as an integer: they order as the text does).

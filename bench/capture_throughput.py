@@ -9,8 +9,9 @@ For each size the mixed capture (bench/mixed_capture.py, cached under bench/out/
 `harness analyze` with the full analyzer set (in one process, and with the number of processes it
 picks by itself on this machine), by the observe tier alone, by `tshark -q -z conv,tcp`, and by
 tshark printing per-packet fields. Each runs as a child process; wall time, CPU time (from `os.wait4`:
-all of the child's processes) and peak memory (PSS summed over the child's process tree, sampled) are printed with packets per second and the ratio to tshark conv. The scan captures
-(bench/scan_capture.py: a flow per probe) show memory per flow: `harness analyze` and tshark conv only.
+all of the child's processes) and peak memory (PSS summed over the child's process tree, sampled) are
+printed with packets per second and the ratio to tshark conv. The scan captures (bench/scan_capture.py: a
+flow per probe) show memory per flow: `harness analyze` and tshark conv only.
 """
 from __future__ import annotations
 
@@ -128,8 +129,8 @@ def table(sizes: list[int], skip: frozenset[str] = frozenset(), scans: list[int]
                 continue
             wall, cpu, peak, rc = _child(cmd)
             results.append((name, wall, cpu, peak, rc))
-            print(f"  {label:22} {n:>9,} {name:34} {wall:8.1f} s wall {cpu:8.1f} s CPU {peak:8.0f} MB  (exit {rc})",
-                  file=sys.stderr, flush=True)
+            print(f"  {label:22} {n:>9,} {name:34} {wall:8.1f} s wall {cpu:8.1f} s CPU {peak:8.0f} MB"
+                  f"  (exit {rc})", file=sys.stderr, flush=True)
         conv = next(((w, c) for name, w, c, _, _ in results if name.startswith("tshark -q")), None)
         for name, wall, cpu, peak, rc in results:
             ratio = f"{conv[0] / wall:.2f}x / {conv[1] / cpu:.2f}x" if conv else "-"
@@ -181,7 +182,7 @@ def per_analyzer(path: str) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capture_throughput",
-                                     description="harness analyze beside tshark on the bench's mixed capture")
+                                     description="harness analyze beside tshark on the bench's mixed and scan captures")
     parser.add_argument("packets", nargs="*", type=int, default=[100_000, 1_000_000],
                         help="capture sizes in packets (default: 100000 1000000)")
     parser.add_argument("--scan", nargs="*", type=int, default=[100_000, 400_000], metavar="PROBES",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from contextlib import closing
+from itertools import islice
 from pathlib import Path
 
 from harness.analysis import AnalysisResult, findings_document, run_analyzers
@@ -96,19 +98,18 @@ def estimated_flows(path: str, total_bytes: int) -> float:
     within 1% for a port scan, 0.4% low at 30,000 mixed packets, 32% high at 5,000,000, where flows seen
     at the start go on past it). 0 if the file cannot be read."""
     try:
-        reader = CaptureReader(path)
-        decoder = Decoder(Counter())
-        pairs: set = set()
-        read = 0
-        for n, record in enumerate(reader.records()):
-            if n >= SAMPLE_RECORDS:
-                break
+        records = CaptureReader(path).records()
+    except HarnessError:
+        return 0.0
+    decoder = Decoder(Counter())
+    pairs: set = set()
+    read = 0
+    with closing(records):  # stopped early: the file is closed now, not when the generator is collected
+        for record in islice(records, SAMPLE_RECORDS):
             read += len(record.data) + 16  # record header: 16 bytes in pcap, more in pcapng
             p = decoder.decode(record)
             if p is not None:
                 pairs.add((p.proto, *sorted(((p.src, p.sport), (p.dst, p.dport)))))
-    except HarnessError:
-        return 0.0
     return len(pairs) * total_bytes / read if read else 0.0
 
 

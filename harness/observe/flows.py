@@ -24,10 +24,12 @@ from harness.observe.decode import ACK, FIN, RST, SYN, TCP, Packet
 from harness.observe.model import STREAM_CAP, Chunk, Flow, endpoint, flow_key
 
 IDLE_TIMEOUT = 300.0  # seconds of capture time without a packet after which a flow is finished
-# The same for a TCP connection attempt: packets from one side only and no payload either way (an unanswered
-# SYN, a port scan's probe). A gateway capture can hold millions of them, each an open flow (~3 kB) until it
-# times out, so they go sooner; 60 s outlasts a client's SYN retransmissions (Linux: 1, 2, 4, ... 32 s apart).
-# Zeek gives up on an attempt after 5 s (tcp_attempt_delay); a SYN retransmitted later opens a new flow here.
+# The same for an unanswered attempt: packets from one side only, and for TCP no payload either way (an
+# unanswered SYN, a port scan's probe, a UDP probe). A gateway capture can hold millions of them, each an open
+# flow (~3 kB) until it times out, so they go sooner; 60 s outlasts a client's SYN retransmissions (Linux: 1,
+# 2, 4, ... 32 s apart). Zeek gives up on a TCP attempt after 5 s (tcp_attempt_delay) and on any UDP flow after
+# 60 s idle; a probe re-sent later opens a new flow here. A one-way UDP stream (syslog to a quiet collector, or
+# a tap that sees one direction) is split where it pauses for over 60 s.
 ATTEMPT_TIMEOUT = 60.0
 CLOSE_LINGER = 5.0  # seconds a closed TCP flow still takes stragglers (last ACK, retransmitted FIN) before it leaves
 SWEEP_INTERVAL = 30.0  # how often (capture time) the table is swept for idle flows
@@ -236,11 +238,13 @@ class FlowTable:
 
     @staticmethod
     def _attempt(conn: _Conn) -> bool:
-        """A TCP connection attempt: packets from one side only, no payload delivered or waiting either way."""
+        """An unanswered attempt: packets from one side only, and for TCP no payload delivered or waiting
+        either way (a UDP probe carries its question)."""
         f = conn.flow
-        waiting = conn.streams[0].pending or conn.streams[1].pending
-        return (f.proto == "tcp" and not (f.packets[0] and f.packets[1])
-                and not (f.payload_bytes[0] or f.payload_bytes[1] or waiting))
+        if f.packets[0] and f.packets[1]:
+            return False
+        return f.proto != "tcp" or not (f.payload_bytes[0] or f.payload_bytes[1] or conn.streams[0].pending
+                                        or conn.streams[1].pending)
 
     @staticmethod
     def _reused(conn: _Conn, d: int, flags: int, seq: int) -> bool:

@@ -53,6 +53,7 @@ from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe import views
 from harness.observe.model import CLIENT, Flow
+from harness.observe.name_codes import NameCodes
 
 ID = "metadata.relay-correlation"
 INBOUND, OUTBOUND = 0, 1  # device -> relay, relay -> device
@@ -721,22 +722,27 @@ class _Records:
         self.direction = array("b")
         self.size = array("q")
         self.ident = array("q")
-        self.device = array("q")  # code into `names`: the flow's client address
-        self.hub = array("q")  # code into `names`: the flow's server endpoint
+        self.device = array("q")  # code into `strings`: the flow's client address
+        self.hub = array("q")  # code into `strings`: the flow's server endpoint
         self.flow = array("q")  # code into `flows`
         self.opened = array("d")  # per flow (by its code, as `flows`): when it was opened (-inf: unknown)
-        self.names: dict[str, int] = {}
+        self.strings = NameCodes()
         self.flows: list[str] = []
 
     def code(self, name: str) -> int:
-        return self.names.setdefault(name, len(self.names))
+        return self.strings.code(name)
+
+    @property
+    def names(self) -> list[str]:
+        """The strings coded so far, by code."""
+        return self.strings.names
 
     def by_hub(self) -> Iterator[tuple[str, np.ndarray]]:
         """(hub, its rows in the order they were added), hubs in address order."""
         hub = np.frombuffer(self.hub, dtype=np.int64) if len(self.hub) else np.zeros(0, np.int64)
         order = np.argsort(hub, kind="stable")
         bounds = np.searchsorted(hub[order], np.arange(len(self.names) + 1))
-        names = list(self.names)
+        names = self.names
         for code in sorted(range(len(names)), key=names.__getitem__):
             rows = order[bounds[code]:bounds[code + 1]]
             if len(rows):
@@ -784,7 +790,7 @@ class RelayCorrelation(Analyzer):
     def finish(self, flows: Sequence[Flow]) -> Iterator[Finding]:
         """Per candidate relay, in address order; a generator, so only one relay's findings exist at once."""
         rows = self._rows
-        names = list(rows.names)
+        names = rows.names
         columns = {k: np.frombuffer(getattr(rows, k), dtype=dt) if len(rows.time) else np.zeros(0, dt)
                    for k, dt in (("time", np.float64), ("direction", np.int8), ("size", np.int64),
                                  ("ident", np.int64), ("device", np.int64), ("flow", np.int64))}

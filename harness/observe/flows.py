@@ -1,8 +1,8 @@
 """Builds flows from decoded packets: TCP connections with per-direction stream reassembly, and UDP conversations.
 
 A flow leaves the table as soon as it is finished (FIN both ways and acknowledged, or RST, each after a short
-linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for an
-unanswered attempt; or the end of input), so memory follows the flows still open, not the packets already seen.
+linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for a UDP
+flow or an unanswered TCP attempt; or the end of input), so memory follows the flows still open, not the packets already seen.
 `build_flows` yields flows as they finish.
 
 Reassembly, per direction: in-order bytes are appended to `Flow.payload[d]` (capped at `STREAM_CAP`) and each
@@ -23,13 +23,14 @@ from typing import Iterable, Iterator
 from harness.observe.decode import ACK, FIN, RST, SYN, TCP, Packet
 from harness.observe.model import STREAM_CAP, Chunk, Flow, endpoint, flow_key
 
-IDLE_TIMEOUT = 300.0  # seconds of capture time without a packet after which a flow is finished
-# The same for an unanswered attempt: packets from one side only, and for TCP no payload either way (an
-# unanswered SYN, a port scan's probe, a UDP probe). A gateway capture can hold millions of them, each an open
-# flow (~3 kB) until it times out, so they go sooner; 60 s outlasts a client's SYN retransmissions (Linux: 1,
-# 2, 4, ... 32 s apart). Zeek gives up on a TCP attempt after 5 s (tcp_attempt_delay) and on any UDP flow after
-# 60 s idle; a probe re-sent later opens a new flow here. A one-way UDP stream (syslog to a quiet collector, or
-# a tap that sees one direction) is split where it pauses for over 60 s.
+IDLE_TIMEOUT = 300.0  # seconds of capture time without a packet after which a TCP connection is finished
+# The same for a UDP flow, and for an unanswered TCP attempt (packets from one side only, no payload either way:
+# an unanswered SYN, a port scan's probe). A gateway capture can hold millions of them (a DNS query a flow, a
+# scan's probes), each an open flow (~3 kB) until it times out, so they go sooner. Zeek ends any UDP flow after
+# 60 s idle (udp_inactivity_timeout) and gives up on a TCP attempt after 5 s; 60 s outlasts a client's SYN
+# retransmissions (Linux: 1, 2, 4, ... 32 s apart) and the keepalives that hold a UDP NAT binding open (WireGuard
+# 25 s, IPsec NAT-T 20 s). A probe re-sent later, or a UDP conversation that pauses for over 60 s, opens a new
+# flow here (tshark keeps one conversation per 5-tuple).
 ATTEMPT_TIMEOUT = 60.0
 CLOSE_LINGER = 5.0  # seconds a closed TCP flow still takes stragglers (last ACK, retransmitted FIN) before it leaves
 SWEEP_INTERVAL = 30.0  # how often (capture time) the table is swept for idle flows
@@ -232,19 +233,20 @@ class FlowTable:
         return conn, d
 
     def timed_out(self, conn: _Conn, t: float) -> bool:
-        """Has the flow been idle too long by `t`: `idle_timeout`, or `attempt_timeout` for a connection attempt?"""
+        """Has the flow been idle too long by `t`: `idle_timeout`, or `attempt_timeout` for UDP or a TCP attempt?"""
         idle = t - conn.flow.last_seen
-        return idle > self.idle_timeout or (idle > self.attempt_timeout and self._attempt(conn))
+        return idle > self.idle_timeout or (idle > self.attempt_timeout and self._short_lived(conn))
 
     @staticmethod
-    def _attempt(conn: _Conn) -> bool:
-        """An unanswered attempt: packets from one side only, and for TCP no payload delivered or waiting
-        either way (a UDP probe carries its question)."""
+    def _short_lived(conn: _Conn) -> bool:
+        """A flow that times out early: any UDP flow, or an unanswered TCP attempt (packets from one side
+        only, and no payload delivered or waiting either way)."""
         f = conn.flow
+        if f.proto != "tcp":
+            return True
         if f.packets[0] and f.packets[1]:
             return False
-        return f.proto != "tcp" or not (f.payload_bytes[0] or f.payload_bytes[1] or conn.streams[0].pending
-                                        or conn.streams[1].pending)
+        return not (f.payload_bytes[0] or f.payload_bytes[1] or conn.streams[0].pending or conn.streams[1].pending)
 
     @staticmethod
     def _reused(conn: _Conn, d: int, flags: int, seq: int) -> bool:
@@ -281,9 +283,9 @@ class FlowTable:
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + SWEEP_INTERVAL
-        limit, attempt_limit, attempt = now - self.idle_timeout, now - self.attempt_timeout, self._attempt
+        limit, attempt_limit, short_lived = now - self.idle_timeout, now - self.attempt_timeout, self._short_lived
         idle = [conn for conn, d in self._table.values() if d == 0 and conn.flow.last_seen < attempt_limit
-                and (conn.flow.last_seen < limit or attempt(conn))]
+                and (conn.flow.last_seen < limit or short_lived(conn))]
         for conn in idle:
             self._finish(conn)
 

@@ -19,6 +19,9 @@ _FRAGMENTS = ("tshark puts a fragmented datagram in the UDP conversation once, w
               "it; we count every fragment frame the tap saw, in packets and bytes")
 _IDLE = ("over 300 s of silence inside the conversation: we finish the flow when idle and number the next one "
          "#2; tshark keeps one conversation")
+_UDP_IDLE = ("over 60 s of silence inside a UDP conversation: we finish the flow after 60 s idle, as Zeek does "
+             "(udp_inactivity_timeout), and the next one (#2) has whoever sent first as its client; tshark keeps "
+             "one conversation")
 
 # (file, kind of difference, conversation) -> why we differ from tshark on purpose.
 ALLOWED: dict[tuple[str, str, str], str] = {
@@ -34,6 +37,8 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("zeek__ipv4-fragmented-1.pcap", "counts", "udp 164.1.123.163:123 <-> 164.1.123.61:137"): _FRAGMENTS,
     ("ndpi__tor.pcap", "split", "udp 192.168.1.1:17500 <-> 192.168.1.255:17500"):
         _IDLE + " (Dropbox LAN-sync broadcasts, 360 s apart)",
+    ("ndpi__wireguard.pcap", "split", "udp 10.9.0.1:43462 <-> 10.9.0.2:51820"):
+        _UDP_IDLE + " (a WireGuard tunnel without keepalives, silent for 128 s)",
     ("tcpdump__timestamp_invalid_micro.pcap", "split", "tcp 131.155.215.69:46656 <-> 137.116.81.94:80"):
         "record 3's microsecond field is 2147483648 (invalid); time = sec + usec/1e6 puts it 2147 s later, "
         "past the idle timeout, so it starts #2; tshark keeps one conversation",

@@ -143,8 +143,8 @@ def test_a_new_syn_on_a_busy_tuple_without_close_is_a_new_connection(build):
 
 
 def test_a_connection_attempt_times_out_sooner_than_a_connection(build):
-    """An unanswered SYN or UDP probe (a scan's) leaves after ATTEMPT_TIMEOUT; one re-sent later opens a new
-    flow. A connection that was answered, or a TCP flow that carried data, keeps the long idle timeout."""
+    """An unanswered SYN (a scan's probe) or any UDP flow leaves after ATTEMPT_TIMEOUT idle; a packet later
+    opens a new flow. A TCP connection that was answered, or that carried data, keeps the long idle timeout."""
     syn = build.Talk(cli=("10.0.0.1", 5000), isn=(77, 0)).handshake()[0]
     probes = [syn._replace(time=t) for t in (0.0, 31.0, 31.0 + ATTEMPT_TIMEOUT + 1)]
     flows = sorted(build.all_flows(probes), key=lambda f: f.first_seen)
@@ -156,14 +156,18 @@ def test_a_connection_attempt_times_out_sooner_than_a_connection(build):
     one_way_later = one_way._replace(time=200.0, seq=1)
     flows = build.all_flows(quiet + [one_way, one_way_later])
     assert sorted(f.sport for f in flows) == [5001, 5002]
-    # UDP: a probe nobody answers leaves after ATTEMPT_TIMEOUT too (payload or not); an answered exchange stays.
+    # UDP: a probe nobody answers leaves after ATTEMPT_TIMEOUT, and so does an answered exchange (Zeek's UDP
+    # inactivity timeout); one that goes on within it stays one flow.
     udp = [build.packet(t, "10.0.0.1", 5003, "10.0.0.2", 161, proto=17, payload=b"probe")
            for t in (0.0, ATTEMPT_TIMEOUT + 1)]
     answered = [build.packet(0.0, "10.0.0.1", 5004, "10.0.0.2", 53, proto=17, payload=b"q"),
                 build.packet(0.1, "10.0.0.2", 53, "10.0.0.1", 5004, proto=17, payload=b"a"),
-                build.packet(200.0, "10.0.0.1", 5004, "10.0.0.2", 53, proto=17, payload=b"q2")]
-    flows = build.all_flows(udp + answered)
-    assert sorted((f.sport, f.total_packets) for f in flows) == [(5003, 1), (5003, 1), (5004, 3)]
+                build.packet(ATTEMPT_TIMEOUT + 1, "10.0.0.1", 5004, "10.0.0.2", 53, proto=17, payload=b"q2")]
+    kept = [build.packet(t, "10.0.0.1", 5005, "10.0.0.2", 4500, proto=17, payload=b"keepalive")
+            for t in (0.0, 25.0, 50.0, 75.0, 100.0)]  # a NAT-T keepalive every 25 s
+    flows = build.all_flows(udp + answered + kept)
+    assert sorted((f.sport, f.total_packets) for f in flows) == [(5003, 1), (5003, 1), (5004, 1), (5004, 2),
+                                                                 (5005, 5)]
     # A packet after the timeout but before the table's sweep reached the flow splits it just the same.
     table = FlowTable(attempt_timeout=5.0)
     flows = list(build_flows([syn, syn._replace(time=syn.time + 5.5)], table))

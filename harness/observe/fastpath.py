@@ -21,7 +21,7 @@ from harness.observe.decode import Decoder, Packet
 from harness.observe.flows import MAX_CHUNKS, FlowTable
 from harness.observe.model import STREAM_CAP, Chunk, Flow
 from harness.observe.progress import Progress
-from harness.wire.capture_reader import MAX_RECORD, CaptureReader, MappedPcap, Record
+from harness.wire.capture_reader import CHECKPOINT_MASK, MAX_RECORD, CaptureReader, MappedPcap, Record
 
 # From the start of an Ethernet frame: the Ethernet type, IPv4 version/header length and TOS as one number; the
 # IPv4 total length, flags/fragment offset and protocol; then, of the transport header, the sequence and
@@ -43,7 +43,7 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
     win, buf, pos, record, scale, hlen, linktype = mapped
     unpack, frame, ports = record.unpack_from, _FRAME.unpack_from, _PORTS.unpack_from
     last_header = len(buf) - hlen  # a record header starting after this is cut short
-    end, max_record = len(buf), MAX_RECORD
+    end, max_record, checkpoint = len(buf), MAX_RECORD, CHECKPOINT_MASK
     min_frame = _FRAME_BYTES if linktype == 1 else max_record + 1  # only Ethernet frames are decoded here
     decode, add, ipv4 = decoder.decode, table.add, decoder.ipv4_text
     by_wire_key, finished, closing = table.by_wire_key, table.finished, table._closing
@@ -68,7 +68,7 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
                     reader.stopped_short(win, n)
                 return
             n += 1
-            if not n & 0xFFFF:
+            if not n & checkpoint:
                 reader.walked(n, pos)
                 win.release(start - hlen)
                 if progress is not None:

@@ -1,7 +1,7 @@
 """A one-line progress bar on stderr while a long capture is read; only when stderr is a terminal.
 
-The reader reports every 65,536 records; the bar redraws at most a few times a second and erases itself
-at the end, so nothing of it stays in a log or a pipe.
+The reader reports every 8,192 records (`CHECKPOINT_MASK` in harness/wire/capture_reader.py); the bar
+redraws at most a few times a second and erases itself at the end, so nothing of it stays in a log or a pipe.
 """
 from __future__ import annotations
 

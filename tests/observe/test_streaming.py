@@ -18,6 +18,7 @@ from harness.analysis import findings_document, run_analyzers
 from harness.analyzers import Knowledge
 from harness.observe import Observer, iter_flows, observe
 from harness.observe.progress import TerminalProgress, terminal_progress
+from harness.wire.capture_reader import CHECKPOINT_MASK
 from harness.pipeline import analyze_captures
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "real"
@@ -205,11 +206,13 @@ def test_progress_only_on_a_terminal_and_only_for_long_captures(tmp_path):
     assert "50%" in text and "65,536 packets" in text and text.endswith("\r\x1b[K")
 
 
-def test_the_observer_reports_progress_every_65536_records(tmp_path):
+def test_the_observer_reports_progress_at_every_checkpoint(tmp_path):
+    """Every CHECKPOINT_MASK + 1 records (8,192): the bar hears how far the walk got, and no more often."""
     frame = _frame(1, 2, 3, 4, 0, 0, 0x10)
     rec = struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame
     path = tmp_path / "many.pcap"
-    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + rec * 70_000)
+    every = CHECKPOINT_MASK + 1
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + rec * (every * 3 + 100))
     calls = []
 
     class Recorder:
@@ -222,5 +225,6 @@ def test_the_observer_reports_progress_every_65536_records(tmp_path):
     obs = Observer([str(path)], progress=Recorder())
     assert sum(1 for _ in obs.flows()) == 1
     size = path.stat().st_size
-    assert calls[0][1:] == (size, 65536) and 0 < calls[0][0] <= size and calls[-1] == "closed"
+    assert [c[1:] for c in calls[:-1]] == [(size, every), (size, 2 * every), (size, 3 * every)]
+    assert 0 < calls[0][0] < calls[1][0] < calls[2][0] <= size and calls[-1] == "closed"
 

@@ -3,7 +3,8 @@
 `finish` findings are ordered across analyzers (by flow, analyzer, kind, id) and can number in the
 millions on a large capture (relay correlation reports one per outbound message). Holding them as
 objects to sort them was most of the peak memory of `harness analyze`, so instead each is encoded when
-made, kept in memory up to RUN_LINES lines, then written out as a sorted run; iterating merges the runs.
+made, kept in memory up to RUN_BYTES characters (or RUN_LINES lines), then written out as a sorted run;
+iterating merges the runs, at most MAX_MERGE files open at once.
 The sort is stable: lines with equal keys come out in the order they were added (the first added wins
 when the caller drops repeats). `mark` and `rollback` drop everything added since a point (an analyzer
 that failed half-way contributes nothing), which is why a mark starts a new run.
@@ -17,6 +18,10 @@ from typing import Iterator
 
 SEP = "\x1f"  # between fields of a spooled line; JSON escapes it, and ids, kinds and flow ids never hold it
 RUN_LINES = 50_000  # lines held in memory before a sorted run is written to disk
+# Characters of key and text held in memory before a run is written: a bound on memory, however long the
+# lines (a flow-graph finding is ~500 characters, so 50,000 of them held ~30 MB at 1M packets; this ~10 MB).
+RUN_BYTES = 4 << 20
+MAX_MERGE = 64  # runs merged at once; more are first merged into longer runs, this many at a time
 
 
 class SortedSpool:
@@ -25,6 +30,7 @@ class SortedSpool:
     def __init__(self, run_lines: int | None = None) -> None:
         self._run_lines = run_lines or RUN_LINES
         self._buffer: list[tuple[str, str]] = []
+        self._held = 0  # characters of key and text in _buffer
         self._runs: list[str] = []
         self._folder: str | None = None
 
@@ -32,7 +38,8 @@ class SortedSpool:
         """`key` may join fields with SEP (they then sort field by field); neither it nor `text` may hold a
         newline, and `text` may not hold SEP."""
         self._buffer.append((key, text))
-        if len(self._buffer) >= self._run_lines:
+        self._held += len(key) + len(text)
+        if len(self._buffer) >= self._run_lines or self._held >= RUN_BYTES:
             self._flush()
 
     def mark(self) -> int:
@@ -43,6 +50,7 @@ class SortedSpool:
     def rollback(self, point: int) -> None:
         """Forget every line added since `mark` returned `point`."""
         self._buffer.clear()
+        self._held = 0
         for path in self._runs[point:]:
             os.unlink(path)
         del self._runs[point:]
@@ -58,11 +66,19 @@ class SortedSpool:
             out.writelines(f"{key}{SEP}{text}\n" for key, text in self._buffer)
         self._runs.append(path)
         self._buffer.clear()
+        self._held = 0
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         """Every (key, text) in key order; equal keys in the order they were added. Iterate once."""
         self._flush()
-        files = [open(path, encoding="utf-8", newline="\n") for path in self._runs]
+        while len(self._runs) > MAX_MERGE:  # consecutive runs into one: the order of runs is kept
+            groups = [self._runs[i:i + MAX_MERGE] for i in range(0, len(self._runs), MAX_MERGE)]
+            self._runs = [self._merge_into_one(group) for group in groups]
+        yield from self._merged(self._runs)
+
+    @staticmethod
+    def _merged(paths: list[str]) -> Iterator[tuple[str, str]]:
+        files = [open(path, encoding="utf-8", newline="\n") for path in paths]
         try:
             runs = [(tuple(line[:-1].rsplit(SEP, 1)) for line in f) for f in files]
             # heapq.merge is stable across its inputs (ties go to the earlier run) and runs are in the
@@ -72,8 +88,21 @@ class SortedSpool:
             for f in files:
                 f.close()
 
+    def _merge_into_one(self, paths: list[str]) -> str:
+        """The runs at `paths` merged into the first of them (written beside, then renamed); the rest deleted."""
+        if len(paths) == 1:
+            return paths[0]
+        merged = paths[0] + ".merged"
+        with open(merged, "w", encoding="utf-8", newline="\n") as out:
+            out.writelines(f"{key}{SEP}{text}\n" for key, text in self._merged(paths))
+        for path in paths:
+            os.unlink(path)
+        os.replace(merged, paths[0])
+        return paths[0]
+
     def close(self) -> None:
         self._buffer.clear()
+        self._held = 0
         for path in self._runs:
             if os.path.exists(path):
                 os.unlink(path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from harness.analysis import finish_key, run_analyzers
 from harness.analyzers import _REGISTRY, Analyzer, Finding, register
 from harness.findings_file import encode_finding
+from harness import sorted_spool
 from harness.sorted_spool import SEP, SortedSpool
 
 from .conftest import C, make_flow, smtp_chunks
@@ -18,10 +20,11 @@ keys = st.lists(st.text(alphabet="ab" + SEP, max_size=4), max_size=40)
 
 
 @settings(max_examples=200, deadline=None)
-@given(keys, st.integers(1, 6), st.integers(0, 40))
-def test_lines_come_back_sorted_by_key_stable_with_rollback(items, run_lines, cut):
+@given(keys, st.integers(1, 6), st.integers(0, 40), st.integers(2, 5))
+def test_lines_come_back_sorted_by_key_stable_with_rollback(items, run_lines, cut, max_merge):
+    """Any runs, merged MAX_MERGE at a time (up to 40 runs here, so runs are first merged into longer ones)."""
     cut = min(cut, len(items))
-    with SortedSpool(run_lines) as spool:
+    with SortedSpool(run_lines) as spool, _max_merge(max_merge):
         for n, key in enumerate(items[:cut]):
             spool.add(key, f"t{n}")
         point = spool.mark()
@@ -35,6 +38,26 @@ def test_lines_come_back_sorted_by_key_stable_with_rollback(items, run_lines, cu
     assert got == sorted(kept, key=lambda item: item[0])
     assert sorted(got, key=lambda item: item[0].split(SEP)) == got
     assert folder is None or not os.path.exists(folder)  # runs and their folder are gone
+
+
+@contextmanager
+def _max_merge(n: int):
+    kept = sorted_spool.MAX_MERGE
+    sorted_spool.MAX_MERGE = n
+    try:
+        yield
+    finally:
+        sorted_spool.MAX_MERGE = kept
+
+
+def test_a_run_is_written_when_its_characters_reach_run_bytes(monkeypatch):
+    """Long lines are spilled by size, not only by count: memory is bounded however long each line is."""
+    monkeypatch.setattr("harness.sorted_spool.RUN_BYTES", 1000)
+    with SortedSpool() as spool:
+        for n in range(10):
+            spool.add(f"k{9 - n}", "x" * 298)  # 300 characters a line: a run every 4 lines
+        assert len(spool._runs) == 2 and len(spool._buffer) == 2
+        assert [key for key, _ in spool] == [f"k{n}" for n in range(10)]
 
 
 class _Lines:

@@ -147,14 +147,15 @@ def test_only_a_process_whose_finish_reads_the_flows_keeps_them():
 
 
 def test_flows_are_estimated_from_the_start_of_the_capture(tmp_path):
-    """A port scan (a flow per probe) and the bench's mixed traffic (dozens of packets a flow): the estimate
-    is near the flows the observe tier finds."""
+    """A port scan (a flow per probe), a gateway's DNS (a flow per query and answer) and the bench's mixed
+    traffic (dozens of packets a flow): the estimate is near the flows the observe tier finds."""
+    from bench.dns_capture import write_dns
     from bench.mixed_capture import write_mixed
     from bench.scan_capture import write_scan
     from harness import adversary
     from harness.observe import Observer
 
-    for name, write, count in [("scan", write_scan, 3000), ("mixed", write_mixed, 30_000)]:
+    for name, write, count in [("scan", write_scan, 3000), ("dns", write_dns, 3000), ("mixed", write_mixed, 30_000)]:
         path = str(tmp_path / f"{name}.pcap")
         write(path, count)
         flows = sum(1 for _ in Observer([path]).flows())

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from typing import Iterator
 
-from bench.mixed_capture import _REC, _dns_query, _udp, cached_capture, command_line
+from bench.mixed_capture import _dns_query, _udp, cached_capture, command_line, write_frames
 
 INTERVAL = 0.005  # seconds between queries
 CLIENTS = 4999  # prime to the port cycle, so a (client, port) pair does not come back within the capture
@@ -24,24 +25,19 @@ _NAMES = (b"www.example.com", b"mail.example.org", b"api.example.net", b"cdn.exa
 
 def write_dns(path: str, queries: int) -> int:
     """`queries` A queries from 10.2.0.0/16 to 10.1.0.53, each answered with one address; returns frames."""
-    frames = 0
-    with open(path + ".part", "wb") as out:  # renamed into place when whole
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for i in range(queries):
-            client = struct.pack("!I", (10 << 24) | (2 << 16) | (i % CLIENTS))
-            sport = 1024 + (i * 7919) % 60000
-            query = _dns_query(i & 0xFFFF, _NAMES[i % len(_NAMES)])
-            answer = (query[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + query[12:]
-                      + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04" + bytes((93, 184, 216, i & 0xFF)))
-            t = 1_700_000_000 + i * INTERVAL
-            for when, frame in ((t, _udp(client, _RESOLVER, sport, 53, query)),
-                                (t + 0.01, _udp(_RESOLVER, client, 53, sport, answer))):
-                sec = int(when)
-                out.write(_REC.pack(sec, int(round((when - sec) * 1e6)) % 1_000_000, len(frame), len(frame)))
-                out.write(frame)
-                frames += 1
-    os.replace(path + ".part", path)
-    return frames
+    return write_frames(path, _exchanges(queries))
+
+
+def _exchanges(queries: int) -> Iterator[tuple[float, bytes]]:
+    for i in range(queries):
+        client = struct.pack("!I", (10 << 24) | (2 << 16) | (i % CLIENTS))
+        sport = 1024 + (i * 7919) % 60000
+        query = _dns_query(i & 0xFFFF, _NAMES[i % len(_NAMES)])
+        answer = (query[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + query[12:]
+                  + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04" + bytes((93, 184, 216, i & 0xFF)))
+        t = 1_700_000_000 + i * INTERVAL
+        yield t, _udp(client, _RESOLVER, sport, 53, query)
+        yield t + 0.01, _udp(_RESOLVER, client, 53, sport, answer)
 
 
 def frames(queries: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from typing import Iterable
 
 import numpy as np
 
@@ -149,6 +150,21 @@ def write_mixed(path: str, packets: int) -> int:
 def cached(packets: int, folder: str = os.path.join("bench", "out")) -> str:
     """The path of the mixed capture with `packets` frames under `folder`, written first if missing."""
     return cached_capture("mixed", packets, write_mixed, folder)
+
+
+def write_frames(path: str, frames: Iterable[tuple[float, bytes]]) -> int:
+    """A classic pcap (Ethernet, microseconds) of the (time, frame) pairs at `path`, written beside it and renamed
+    into place when whole; returns the number of frames."""
+    count = 0
+    with open(path + ".part", "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for when, frame in frames:
+            sec = int(when)
+            out.write(_REC.pack(sec, int(round((when - sec) * 1e6)) % 1_000_000, len(frame), len(frame)))
+            out.write(frame)
+            count += 1
+    os.replace(path + ".part", path)
+    return count
 
 
 def cached_capture(kind: str, count: int, write, folder: str) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from typing import Iterator
 
-from bench.mixed_capture import _REC, _tcp, cached_capture, command_line
+from bench.mixed_capture import _tcp, cached_capture, command_line, write_frames
 
 INTERVAL = 0.002  # seconds between probes
 PORTS = (22, 23, 80, 443, 445, 3389, 8080)
@@ -23,24 +24,18 @@ _SYN, _RST_ACK = 0x02, 0x14
 def write_scan(path: str, probes: int) -> int:
     """`probes` SYNs from 10.0.0.1 to 172.16.0.0/12 (one address each, a port from PORTS), every tenth answered
     by a RST; returns the number of frames written."""
+    return write_frames(path, _scan(probes))
+
+
+def _scan(probes: int) -> Iterator[tuple[float, bytes]]:
     scanner = bytes((10, 0, 0, 1))
-    frames = 0
-    with open(path + ".part", "wb") as out:  # renamed into place when whole
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for i in range(probes):
-            target = struct.pack("!I", (172 << 24) | (16 << 16) | (i & 0xFFFFF))
-            sport, dport, seq = 40000 + i % 20000, PORTS[i % len(PORTS)], (i * 2654435761) & 0xFFFFFFFF
-            t = 1_700_000_000 + i * INTERVAL
-            packets = [(t, _tcp(scanner, target, sport, dport, seq, 0, _SYN, b""))]
-            if i % 10 == 9:
-                packets.append((t + 0.0003, _tcp(target, scanner, dport, sport, 0, seq + 1, _RST_ACK, b"")))
-            for when, frame in packets:
-                sec = int(when)
-                out.write(_REC.pack(sec, int(round((when - sec) * 1e6)) % 1_000_000, len(frame), len(frame)))
-                out.write(frame)
-                frames += 1
-    os.replace(path + ".part", path)
-    return frames
+    for i in range(probes):
+        target = struct.pack("!I", (172 << 24) | (16 << 16) | (i & 0xFFFFF))
+        sport, dport, seq = 40000 + i % 20000, PORTS[i % len(PORTS)], (i * 2654435761) & 0xFFFFFFFF
+        t = 1_700_000_000 + i * INTERVAL
+        yield t, _tcp(scanner, target, sport, dport, seq, 0, _SYN, b"")
+        if i % 10 == 9:
+            yield t + 0.0003, _tcp(target, scanner, dport, sport, 0, seq + 1, _RST_ACK, b"")
 
 
 def frames(probes: int) -> int:

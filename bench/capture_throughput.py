@@ -185,15 +185,17 @@ def per_analyzer(path: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.capture_throughput",
-                                     description="harness analyze beside tshark on the bench's mixed, scan and DNS captures")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.capture_throughput",
+        description="harness analyze beside tshark on the bench's mixed, scan and DNS captures")
     parser.add_argument("packets", nargs="*", type=int, default=[100_000, 1_000_000],
                         help="capture sizes in packets (default: 100000 1000000)")
     parser.add_argument("--scan", nargs="*", type=int, default=[100_000, 400_000], metavar="PROBES",
                         help="scan captures (bench/scan_capture.py) of these many probes (default: 100000 400000; "
                              "none: --scan)")
     parser.add_argument("--dns", nargs="*", type=int, default=[120_000], metavar="QUERIES",
-                        help="DNS captures (bench/dns_capture.py) of these many queries (default: 120000; none: --dns)")
+                        help="DNS captures (bench/dns_capture.py) of these many queries (default: 120000; "
+                             "none: --dns)")
     parser.add_argument("--observe-only", metavar="FILE", help="time the observe tier alone on FILE")
     parser.add_argument("--per-analyzer", metavar="FILE", help="seconds in each analyzer on FILE")
     args = parser.parse_args(argv)

@@ -101,13 +101,13 @@ class SortedSpool:
         return paths[0]
 
     def close(self) -> None:
+        """Forget everything and remove the runs and their folder (a merge cut short included)."""
         self._buffer.clear()
         self._held = 0
-        for path in self._runs:
-            if os.path.exists(path):
-                os.unlink(path)
         self._runs.clear()
         if self._folder is not None:
+            for name in os.listdir(self._folder):
+                os.unlink(os.path.join(self._folder, name))
             os.rmdir(self._folder)
             self._folder = None
 

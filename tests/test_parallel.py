@@ -155,7 +155,8 @@ def test_flows_are_estimated_from_the_start_of_the_capture(tmp_path):
     from harness import adversary
     from harness.observe import Observer
 
-    for name, write, count in [("scan", write_scan, 3000), ("dns", write_dns, 3000), ("mixed", write_mixed, 30_000)]:
+    for name, write, count in [("scan", write_scan, 3000), ("dns", write_dns, 3000),
+                               ("mixed", write_mixed, 30_000)]:
         path = str(tmp_path / f"{name}.pcap")
         write(path, count)
         flows = sum(1 for _ in Observer([path]).flows())

@@ -1,9 +1,9 @@
 """Builds flows from decoded packets: TCP connections with per-direction stream reassembly, and UDP conversations.
 
 A flow leaves the table as soon as it is finished (FIN both ways and acknowledged, or RST, each after a short
-linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for a UDP
-flow or an unanswered TCP attempt; or the end of input), so memory follows the flows still open, not the packets already seen.
-`build_flows` yields flows as they finish.
+linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for a UDP flow or
+an unanswered TCP attempt; or the end of input), so memory follows the flows still open, not the packets
+already seen. `build_flows` yields flows as they finish.
 
 Reassembly, per direction: in-order bytes are appended to `Flow.payload[d]` (capped at `STREAM_CAP`) and each
 packet that brings new bytes adds a `Chunk`. Out-of-order segments wait in a bounded buffer until the hole fills;

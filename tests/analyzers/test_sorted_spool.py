@@ -60,6 +60,33 @@ def test_a_run_is_written_when_its_characters_reach_run_bytes(monkeypatch):
         assert [key for key, _ in spool] == [f"k{n}" for n in range(10)]
 
 
+def test_a_merge_cut_short_leaves_nothing_behind(monkeypatch):
+    """A disk that fills while runs are merged: the error comes through, and closing removes every file."""
+    monkeypatch.setattr("harness.sorted_spool.MAX_MERGE", 2)
+    merged = SortedSpool._merged
+
+    def failing(paths):
+        for n, item in enumerate(merged(paths)):
+            if n == 1:
+                raise OSError(28, "No space left on device")
+            yield item
+
+    monkeypatch.setattr(SortedSpool, "_merged", staticmethod(failing))
+    spool = SortedSpool(1)
+    for n in range(5):
+        spool.add(f"k{n}", "x")
+    try:
+        list(spool)
+    except OSError as exc:
+        assert exc.errno == 28
+    else:
+        raise AssertionError("the merge should have failed")
+    folder = spool._folder
+    assert any(name.endswith(".merged") for name in os.listdir(folder))
+    spool.close()
+    assert not os.path.exists(folder)
+
+
 class _Lines:
     """A sink that keeps the document's lines, as FindingsFile writes them."""
 

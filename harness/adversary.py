@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from contextlib import closing
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from harness.observe.model import Observation
 from harness.parallel import run_parallel
 from harness.errors import HarnessError
 from harness.observe.decode import Decoder
+from harness.observe.flows import MAX_CHUNKS
 from harness.wire.capture_reader import CaptureReader, capture_size
 
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024  # captures smaller than this in all are analysed in one process
@@ -76,29 +78,43 @@ def analyze_to_file(paths: list[str], keys_path: str | None, out_path: str | Pat
     return doc, result.counts
 
 
-def estimated_peak_mb(capture_mb: float, jobs: int, flows: float = 0.0) -> float:
+def estimated_peak_mb(capture_mb: float, jobs: int, flows: float = 0.0, largest_flow: float = 0.0) -> float:
     """Peak memory of `harness analyze -j jobs` (all processes) on `capture_mb` of capture holding about
-    `flows` flows: the larger of two fits, with a margin, measured with `python -m bench.capture_throughput`.
+    `flows` flows, the busiest with about `largest_flow` payload packets: the largest of three fits, with a
+    margin, measured with `python -m bench.capture_throughput`.
     By bytes, on the mixed capture (the 2 GB `bench.mixed_capture 5000000`, PSS summed: one process 569 MB,
     two 728, three 863): one process 140 + 0.215 MB per MB, each further one 100 + 0.05 MB per MB (its own
     open flows and labels; only one process keeps the flow summaries). By flows, on the port scan
     (`bench.scan_capture 400000`, a flow per probe: one process 566 MB, two 926 MB PSS summed, the parent
-    holding 220 of them while it merges): one process 140 + 1.1 kB per flow, each further one 100 + 1 kB."""
+    holding 220 of them while it merges): one process 140 + 1.1 kB per flow, each further one 100 + 1 kB.
+    By the busiest flow: its packets' offsets and times are held while it is open and analysed, in every
+    process (a 1.5 GB capture of one transfer, 1,000,000 segments: one process 939 MB, two 1,736 MB PSS
+    summed): 90 + 0.85 kB per payload packet (at most MAX_CHUNKS) per process."""
     by_bytes = 140 + 0.215 * capture_mb + (jobs - 1) * (100 + 0.05 * capture_mb)
     by_flows = 140 + 1.1e-3 * flows + (jobs - 1) * (100 + 1.0e-3 * flows)
-    return max(by_bytes, by_flows)
+    by_largest_flow = jobs * (90 + 0.85e-3 * min(largest_flow, MAX_CHUNKS))
+    return max(by_bytes, by_flows, by_largest_flow)
 
 
 SAMPLE_RECORDS = 20_000  # records read from the start of each capture to estimate its flows
 
 
-def estimated_flows(path: str, total_bytes: int) -> float:
-    """Flows in the capture at `path` (`total_bytes` long, uncompressed), from its first SAMPLE_RECORDS
-    records: distinct TCP/UDP address-and-port pairs per byte there, times the bytes (the bench's captures:
-    within 1% for a port scan, 0.4% low at 30,000 mixed packets, 32% high at 5,000,000, where flows seen
-    at the start go on past it). 0 if the file cannot be read."""
+@dataclass(frozen=True)
+class CaptureSample:
+    """What the first SAMPLE_RECORDS records of a capture say about all of it, scaled by its size."""
+
+    flows: float = 0.0  # TCP/UDP flows
+    largest_flow: float = 0.0  # payload packets of the busiest flow
+
+
+def sample_capture(path: str, total_bytes: int) -> CaptureSample:
+    """Flows in the capture at `path` (`total_bytes` long, uncompressed), and the payload packets of its busiest
+    one, from its first SAMPLE_RECORDS records: distinct TCP/UDP address-and-port pairs per byte there, and the
+    busiest pair's packets with payload per byte, times the bytes (the bench's captures: flows within 1% for a
+    port scan, 0.4% low at 30,000 mixed packets, 32% high at 5,000,000, where flows seen at the start go on past
+    it; a capture of one transfer: its packets exactly). Nothing (zeros) if the file cannot be read."""
     decoder = Decoder(Counter())
-    pairs: set = set()
+    pairs: Counter = Counter()
     read = 0
     try:
         records = CaptureReader(path).records()
@@ -107,17 +123,21 @@ def estimated_flows(path: str, total_bytes: int) -> float:
                 read += len(record.data) + 16  # record header: 16 bytes in pcap, more in pcapng
                 p = decoder.decode(record)
                 if p is not None:
-                    pairs.add((p.proto, *sorted(((p.src, p.sport), (p.dst, p.dport)))))
+                    pairs[(p.proto, *sorted(((p.src, p.sport), (p.dst, p.dport))))] += p.paylen > 0
     except HarnessError:  # not a capture, or unreadable: the run itself says so, in one line
-        return 0.0
-    return len(pairs) * total_bytes / read if read else 0.0
+        return CaptureSample()
+    if not read:
+        return CaptureSample()
+    scale = total_bytes / read
+    return CaptureSample(len(pairs) * scale, max(pairs.values(), default=0) * scale)
 
 
 def default_jobs(paths: list[str]) -> int:
     """Processes for `harness analyze` when not told: one for small captures (start-up would cost more than
     it saves), else one per core up to MAX_AUTO_JOBS, and fewer where the estimated peak memory
-    (`estimated_peak_mb`, flows estimated from the start of each capture) would pass MEMORY_BUDGET_MB: a
-    2 GB capture of the bench's mixed traffic gets two at most, a port scan one."""
+    (`estimated_peak_mb`, flows and the busiest flow estimated from the start of each capture) would pass
+    MEMORY_BUDGET_MB: a 2 GB capture of the bench's mixed traffic gets two at most, a port scan one, and so
+    does a capture of one large transfer."""
     sizes = {p: capture_size(p) for p in paths if os.path.isfile(p)}  # gzip: uncompressed
     total = sum(sizes.values()) / 1e6  # MB
     if total * 1e6 < PARALLEL_MIN_BYTES:
@@ -126,7 +146,9 @@ def default_jobs(paths: list[str]) -> int:
     jobs = max(1, min(MAX_AUTO_JOBS, cores))
     if jobs == 1:
         return 1
-    flows = sum(estimated_flows(p, size) for p, size in sizes.items())
-    while jobs > 1 and estimated_peak_mb(total, jobs, flows) > MEMORY_BUDGET_MB:
+    samples = [sample_capture(p, size) for p, size in sizes.items()]
+    flows = sum(s.flows for s in samples)
+    largest = max((s.largest_flow for s in samples), default=0.0)
+    while jobs > 1 and estimated_peak_mb(total, jobs, flows, largest) > MEMORY_BUDGET_MB:
         jobs -= 1
     return jobs

@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                    help="processes to split the analyzers over (default: 1 below 16 MB of capture, else one per "
                         "core up to 4, fewer where the estimated peak memory would pass 1 GB, from the "
-                        "capture's size and the flows at its start: a 2 GB capture of mixed traffic gets 2 at "
-                        "most, a port scan 1); the findings document is the same for any N")
+                        "capture's size and the flows at its start, the busiest among them: a 2 GB capture of "
+                        "mixed traffic gets 2 at most, a port scan or one large transfer 1); the findings "
+                        "document is the same for any N")
     s.set_defaults(func=cmd_analyze)
     s = sub.add_parser("attack", help="simulate, analyze and score scenarios; print the verdict table")
     s.add_argument("names", nargs="*", help="scenario names or .toml paths (default: all)")

@@ -160,9 +160,44 @@ def test_flows_are_estimated_from_the_start_of_the_capture(tmp_path):
         path = str(tmp_path / f"{name}.pcap")
         write(path, count)
         flows = sum(1 for _ in Observer([path]).flows())
-        estimate = adversary.estimated_flows(path, os.path.getsize(path))
+        estimate = adversary.sample_capture(path, os.path.getsize(path)).flows
         assert 0.9 * flows <= estimate <= 1.5 * flows, (name, flows, estimate)
-    assert adversary.estimated_flows(str(tmp_path / "missing.pcap"), 10**9) == 0
+    assert adversary.sample_capture(str(tmp_path / "missing.pcap"), 10**9) == adversary.CaptureSample()
+
+
+def test_the_busiest_flow_is_estimated_from_the_start_of_the_capture(tmp_path):
+    """A capture of one large transfer: its segments with payload (not its ACKs) are what the estimate counts,
+    scaled from the sample to the whole file."""
+    from bench.mixed_capture import _tcp, write_frames
+    from harness import adversary
+
+    segments = 3 * adversary.SAMPLE_RECORDS  # the sample sees the first third (with its ACKs, less)
+    cli, srv, data = bytes((10, 0, 0, 1)), bytes((10, 9, 0, 1)), bytes(1460)
+    frames = [(0.0, _tcp(cli, srv, 40000, 443, 1000, 0, 0x02, b"")),
+              (0.001, _tcp(srv, cli, 443, 40000, 5000, 1001, 0x12, b""))]
+    for j in range(segments):
+        frames.append((0.002 + j * 1e-4, _tcp(cli, srv, 40000, 443, 1001 + j * 1460, 5001, 0x18, data)))
+        if j % 2:
+            frames.append((0.002 + j * 1e-4, _tcp(srv, cli, 443, 40000, 5001, 2461 + j * 1460, 0x10, b"")))
+    path = str(tmp_path / "transfer.pcap")
+    write_frames(path, frames)
+    sample = adversary.sample_capture(path, os.path.getsize(path))
+    assert 0.95 * segments <= sample.largest_flow <= 1.05 * segments, sample
+
+
+@pytest.mark.parametrize("largest, jobs", [(0, 4), (100_000, 4), (400_000, 2), (1_000_000, 1), (10**7, 1)])
+def test_a_capture_of_one_large_transfer_gets_fewer_processes(tmp_path, monkeypatch, largest, jobs):
+    """Every process holds the busiest flow's packet offsets and times while it is open and analysed: a 1.5 GB
+    capture of one 1,000,000-segment transfer peaked at 1,736 MB with two processes, 939 MB with one."""
+    from harness import adversary
+
+    monkeypatch.setattr(adversary.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    monkeypatch.setattr(adversary, "sample_capture", lambda _path, _size: adversary.CaptureSample(1, largest))
+    capture = tmp_path / "big.pcap"
+    with open(capture, "wb") as f:
+        f.truncate(400 * 10**6)
+    assert adversary.default_jobs([str(capture)]) == jobs
+    assert adversary.estimated_peak_mb(400, jobs, 1, largest) <= adversary.MEMORY_BUDGET_MB
 
 
 @pytest.mark.parametrize("flows, jobs", [(0, 4), (49_000, 4), (400_000, 1), (200_000, 3)])
@@ -172,7 +207,7 @@ def test_a_capture_of_many_tiny_flows_gets_fewer_processes(tmp_path, monkeypatch
     from harness import adversary
 
     monkeypatch.setattr(adversary.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
-    monkeypatch.setattr(adversary, "estimated_flows", lambda _path, _size: flows)
+    monkeypatch.setattr(adversary, "sample_capture", lambda _path, _size: adversary.CaptureSample(flows))
     capture = tmp_path / "big.pcap"
     with open(capture, "wb") as f:
         f.truncate(400 * 10**6)

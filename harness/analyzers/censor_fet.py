@@ -95,7 +95,7 @@ class CensorFullyEncrypted(Analyzer):
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
         if flow.proto != "tcp":
             return []
-        spans = views.clock(flow).chunk_spans(CLIENT)
+        spans = views.clock(flow).chunk_spans(CLIENT, 1)
         if not spans:
             return []
         off, length, t = spans[0]

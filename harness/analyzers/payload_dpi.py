@@ -181,7 +181,7 @@ def _unstuff(raw: bytes) -> bytes:
 
 
 def first_datagram(flow: Flow, clock: StreamClock, direction: int) -> bytes:
-    spans = clock.chunk_spans(direction)
+    spans = clock.chunk_spans(direction, 1)
     if not spans:
         return b""
     off, length, _ = spans[0]
@@ -557,7 +557,7 @@ class _FlowDpi:
     def dns_question(self) -> None:
         skip = 2 if self.flow.proto == "tcp" else 0  # DNS over TCP: length prefix
         for direction in (CLIENT, SERVER):
-            for off, length, _ in self.clock.chunk_spans(direction)[:64]:
+            for off, length, _ in self.clock.chunk_spans(direction, 64):
                 name = parse_dns_question(self.data[direction][off + skip:off + length])
                 if name and name != ".":
                     self.emit("endpoint", "dns-query", name, rule="dns-question", confidence=0.6,

@@ -6,6 +6,7 @@ Part of the observe tier: it sees only observed flows, never the simulator or it
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 
 from harness.observe.model import Flow
@@ -15,14 +16,26 @@ class PacketIndex:
     """Maps (direction, stream offset) to the flow-wide number of the payload packet holding it."""
 
     def __init__(self, flow: Flow) -> None:
-        order = sorted(range(len(flow.chunks)), key=lambda i: (flow.chunks[i].time, i))
-        number = {i: n + 1 for n, i in enumerate(order)}
-        self._offsets: tuple[list[int], list[int]] = ([], [])
-        self._numbers: tuple[list[int], list[int]] = ([], [])
-        for i, c in sorted(enumerate(flow.chunks), key=lambda e: (e[1].direction, e[1].offset)):
+        chunks = flow.chunks
+        order = sorted(range(len(chunks)), key=lambda i: chunks[i].time)  # stable: ties in capture order
+        number = array("q", bytes(8 * len(chunks)))  # chunk -> packet number, typed (a transfer: 10^6 chunks)
+        for n, i in enumerate(order, 1):
+            number[i] = n
+        del order
+        self._offsets: tuple[array, array] = (array("q"), array("q"))
+        self._numbers: tuple[array, array] = (array("q"), array("q"))
+        ordered = True  # a direction's chunks come in stream order (each starts where the last one ended)
+        for i, c in enumerate(chunks):
             if c.length > 0 and c.direction in (0, 1):
-                self._offsets[c.direction].append(c.offset)
+                offsets = self._offsets[c.direction]
+                ordered = ordered and (not offsets or offsets[-1] <= c.offset)
+                offsets.append(c.offset)
                 self._numbers[c.direction].append(number[i])
+        if not ordered:  # not from the flow table: sorted by offset, ties in capture order
+            for d in (0, 1):
+                pairs = sorted(zip(self._offsets[d], self._numbers[d]), key=lambda e: e[0])
+                self._offsets[d][:] = array("q", (o for o, _ in pairs))
+                self._numbers[d][:] = array("q", (n for _, n in pairs))
 
     def packet(self, direction: int, offset: int) -> int | None:
         offsets = self._offsets[direction]

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from harness.observe.bursts import message_bursts, stream_layout
 from harness.observe.dns import parse_dns_question
+from harness.observe.packet_index import PacketIndex
 from harness.observe.relay_wire import find_relay_start, relay_envelopes
 from harness.observe.stream_clock import StreamClock
 from harness.observe.text import canary_tokens, excerpt, text_spans
@@ -24,6 +25,21 @@ def test_stream_clock_maps_offsets_to_the_chunk_holding_them():
     assert [clock.time(C, o) for o in (0, 9, 10, 19, 500)] == [1.0, 1.0, 3.0, 3.0, 3.0]
     assert clock.time(S, 4) == 2.0
     assert clock.packets(C, 5, 15) == 2 and clock.packets(C, 0, 10) == 1 and clock.packets(C, 10, 10) == 0
+
+
+def test_the_clock_and_packet_numbers_do_not_depend_on_the_order_chunks_are_listed_in():
+    """The flow table lists a direction's chunks in stream order; chunks made elsewhere (a plugin, a test)
+    may not be, and are sorted by offset: the same times, packet counts and packet numbers."""
+    flow = make_flow([(1.0, C, b"a" * 10), (2.0, S, b"b" * 5), (3.0, C, b"c" * 10), (4.0, S, b"d" * 5)])
+    shuffled = make_flow([(1.0, C, b"a" * 10), (2.0, S, b"b" * 5), (3.0, C, b"c" * 10), (4.0, S, b"d" * 5)])
+    shuffled.chunks.reverse()
+    for f in (flow, shuffled):
+        clock, index = StreamClock(f), PacketIndex(f)
+        assert [clock.time(C, o) for o in (0, 9, 10, 19)] == [1.0, 1.0, 3.0, 3.0]
+        assert [clock.time(S, o) for o in (0, 5, 9)] == [2.0, 4.0, 4.0]
+        assert clock.packets(C, 5, 15) == 2 and clock.chunk_spans(S) == [(0, 5, 2.0), (5, 5, 4.0)]
+        assert clock.chunk_spans(C, 1) == [(0, 10, 1.0)]
+        assert [index.packet(C, 0), index.packet(S, 0), index.packet(C, 15), index.packet(S, 7)] == [1, 2, 3, 4]
 
 
 def test_text_spans_merge_small_gaps_and_drop_noise():

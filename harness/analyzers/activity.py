@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, Sequence
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe import views
-from harness.observe.model import CLIENT, Flow
+from harness.observe.model import CLIENT, Flow, chunk_columns
 from harness.series import SERIES
 
 ID = "metadata.activity"
@@ -116,7 +116,7 @@ class Activity(Analyzer):
 
     def on_flow(self, flow: Flow) -> Iterable[Finding]:
         seen = self._seen[flow.src_ip]
-        seen += online_periods([flow.first_seen, flow.last_seen] + [c.time for c in flow.chunks])
+        seen += online_periods([flow.first_seen, flow.last_seen, *chunk_columns(flow.chunks)[0]])
         if len(seen) >= MERGE_AT and len(seen) >= 2 * self._merged.get(flow.src_ip, 0):
             # Merged output is itself the online periods of the times so far, so merging again later
             # gives what one merge at the end would (merge_periods): memory follows periods, not flows.

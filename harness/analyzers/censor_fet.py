@@ -29,7 +29,7 @@ import numpy as np
 from harness.analyzers import register
 from harness.analyzers.interface import Analyzer, Finding
 from harness.observe import views
-from harness.observe.model import CLIENT, Flow
+from harness.observe.model import CLIENT, Flow, chunk_columns
 
 ID = "censor.gfw-fet"
 CENSOR = "gfw-fully-encrypted-2023"
@@ -105,7 +105,7 @@ class CensorFullyEncrypted(Analyzer):
         features = fet_features(pkt)
         if not features["blocked"]:
             return []
-        packet_index = 1 + sum(1 for c in flow.chunks if c.time < t)  # packets of the flow before it, +1
+        packet_index = 1 + sum(1 for time in chunk_columns(flow.chunks)[0] if time < t)  # packets before it, +1
         evidence = {"rule": "gfw-fet-algorithm-1", "direction": "client", "offset": off, "length": length,
                     "time": round(t, 6), "packet": packet_index, **features}
         return [Finding(analyzer=ID, observable="service", kind="censor-would-block", flow=flow.id,

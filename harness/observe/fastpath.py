@@ -19,7 +19,7 @@ from typing import Iterator
 
 from harness.observe.decode import Decoder, Packet
 from harness.observe.flows import MAX_CHUNKS, FlowTable
-from harness.observe.model import STREAM_CAP, Chunk, Flow
+from harness.observe.model import STREAM_CAP, Flow
 from harness.observe.progress import Progress
 from harness.wire.capture_reader import CHECKPOINT_MASK, MAX_RECORD, CaptureReader, MappedPcap, Record
 
@@ -49,7 +49,7 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
     by_wire_key, finished, closing = table.by_wire_key, table.finished, table._closing
     linger, soon, timed_out = table.close_linger, table.attempt_timeout, table.timed_out
     reused, tcp_control, segment, ack_of = table._reused, table._tcp_control, table._segment, table._ack
-    new, chunk, max_chunks, cap = tuple.__new__, Chunk, MAX_CHUNKS, STREAM_CAP
+    new, max_chunks, cap = tuple.__new__, MAX_CHUNKS, STREAM_CAP
     now = table.now
     n = 0
     try:
@@ -117,7 +117,7 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
                                         if not (seq - base - nxt) & 0xFFFFFFFF and not s.pending:  # in order
                                             off = payload_bytes[d]
                                             if len(chunks) < max_chunks:
-                                                chunks.append(chunk(t, d, off, paylen))
+                                                chunks.add(t, d, off, paylen)
                                             else:
                                                 f.anomalies["chunks-dropped"] += 1
                                             payload_bytes[d] = off + paylen

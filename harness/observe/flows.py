@@ -21,7 +21,7 @@ from heapq import heappop, heappush
 from typing import Iterable, Iterator
 
 from harness.observe.decode import ACK, FIN, RST, SYN, TCP, Packet
-from harness.observe.model import STREAM_CAP, Chunk, Flow, endpoint, flow_key
+from harness.observe.model import STREAM_CAP, Chunks, Flow, endpoint, flow_key
 
 IDLE_TIMEOUT = 300.0  # seconds of capture time without a packet after which a TCP connection is finished
 # The same for a UDP flow, and for an unanswered TCP attempt (packets from one side only, no payload either way:
@@ -84,7 +84,7 @@ def _append(f: Flow, d: int, t: float, payload: bytes) -> None:
     n = len(payload)
     off = f.payload_bytes[d]
     if len(f.chunks) < MAX_CHUNKS:
-        f.chunks.append(Chunk(t, d, off, n))
+        f.chunks.add(t, d, off, n)
     else:
         f.anomalies["chunks-dropped"] += 1
     if n:
@@ -169,7 +169,7 @@ class FlowTable:
                 off = f.payload_bytes[d]
                 chunks = f.chunks
                 if len(chunks) < MAX_CHUNKS:
-                    chunks.append(Chunk(t, d, off, paylen))
+                    chunks.add(t, d, off, paylen)
                 else:
                     f.anomalies["chunks-dropped"] += 1
                 f.payload_bytes[d] = off + paylen
@@ -221,8 +221,8 @@ class FlowTable:
         # Every field given: the same Flow as with the defaults, without their factories' calls (one flow per
         # handful of packets); a Counter made by __new__ alone is an empty Counter (its __init__ only updates).
         flow = Flow(base if uses == 1 else f"{base}#{uses}", _PROTO_NAME[p.proto], src, dst, src_ip, dst_ip, sport,
-                    dport, p.time, p.time, [0, 0], [0, 0], [bytearray(), bytearray()], [0, 0], [False, False], [],
-                    False, _new_counter(Counter), {})
+                    dport, p.time, p.time, [0, 0], [0, 0], [bytearray(), bytearray()], [0, 0], [False, False],
+                    Chunks(), False, _new_counter(Counter), {})
         fwd, rev = (p.proto, src_ip, sport, dst_ip, dport), (p.proto, dst_ip, dport, src_ip, sport)
         conn = _Conn(flow, (fwd, rev))
         self._table[rev] = (conn, 1)

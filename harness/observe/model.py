@@ -4,9 +4,10 @@ Nothing here knows how a capture was made; a capture we simulated and one a user
 """
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 # Per direction, at most this many reassembled payload bytes are kept for payload analyzers.
 # Counters (packets, bytes, chunks) keep counting past the cap; `Flow.truncated` records it.
@@ -33,6 +34,69 @@ class Chunk:
     direction: int  # CLIENT or SERVER
     offset: int  # byte offset of the first new byte in that direction's stream
     length: int  # number of new (not retransmitted) bytes
+
+
+class Chunks:
+    """A flow's chunks in the order they came, kept in typed columns (`time`, `direction`, `offset`, `length`):
+    a bulk transfer has a million of them, 25 bytes each here and about 160 as Chunk objects. Reads like a
+    list of Chunk (each made as it is read); `add` appends one without making it."""
+
+    __slots__ = ("time", "direction", "offset", "length")
+
+    def __init__(self, chunks: Iterable[Chunk] = ()) -> None:
+        # Empty tuples until the first chunk: a scan's probe carries none, and an open flow's bytes count.
+        self.time: Sequence[float] = ()
+        self.direction: Sequence[int] = ()
+        self.offset: Sequence[int] = ()
+        self.length: Sequence[int] = ()
+        for chunk in chunks:
+            self.append(chunk)
+
+    def add(self, time: float, direction: int, offset: int, length: int) -> None:
+        if not self.time:
+            self.time, self.direction, self.offset, self.length = array("d"), array("b"), array("q"), array("q")
+        self.time.append(time)
+        self.direction.append(direction)
+        self.offset.append(offset)
+        self.length.append(length)
+
+    def append(self, chunk: Chunk) -> None:
+        self.add(chunk.time, chunk.direction, chunk.offset, chunk.length)
+
+    def reverse(self) -> None:
+        if self.time:
+            for column in (self.time, self.direction, self.offset, self.length):
+                column.reverse()
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return Chunk(self.time[i], self.direction[i], self.offset[i], self.length[i])
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return map(Chunk, self.time, self.direction, self.offset, self.length)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (Chunks, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
+    def __repr__(self) -> str:
+        return f"Chunks({list(self)!r})"
+
+
+def chunk_columns(chunks: Sequence[Chunk]) -> tuple[Sequence[float], Sequence[int], Sequence[int], Sequence[int]]:
+    """Times, directions, offsets and lengths of `chunks`: a flow's own columns, or made from a list of Chunk
+    (a flow built by hand)."""
+    if isinstance(chunks, Chunks):
+        return chunks.time, chunks.direction, chunks.offset, chunks.length
+    return ([c.time for c in chunks], [c.direction for c in chunks], [c.offset for c in chunks],
+            [c.length for c in chunks])
 
 
 @dataclass(slots=True)
@@ -68,7 +132,7 @@ class Flow(_FlowFacts):
     payload: list[bytearray] = field(default_factory=lambda: [bytearray(), bytearray()])  # reassembled, capped at STREAM_CAP
     payload_bytes: list[int] = field(default_factory=lambda: [0, 0])  # total new payload bytes, not capped
     truncated: list[bool] = field(default_factory=lambda: [False, False])  # cap hit or gap in the stream
-    chunks: list[Chunk] = field(default_factory=list)  # time order
+    chunks: Chunks = field(default_factory=Chunks)  # in the order they came (time order); reads as list[Chunk]
     handshake: bool = False  # TCP: the SYN was seen, so src/dst are known for certain
     anomalies: Counter = field(default_factory=Counter)  # e.g. retransmission, overlap-inconsistent, gap
     # Views computed from payload and chunks (stream clock, layout, message bursts), memoised so that the

@@ -7,7 +7,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 
-from harness.observe.model import CLIENT, SERVER, Flow
+from harness.observe.model import CLIENT, SERVER, Flow, chunk_columns
 
 
 class StreamClock:
@@ -22,15 +22,14 @@ class StreamClock:
         self._times = (array("d"), array("d"))
         ordered = True  # the flow table gives each direction's chunks in stream order
         offsets_of, ends_of, times_of = self._offsets, self._ends, self._times
-        for chunk in flow.chunks:
-            length, d = chunk.length, chunk.direction
+        for time, d, offset, length in zip(*chunk_columns(flow.chunks)):
             if length > 0 and (d == CLIENT or d == SERVER):
-                offset, offsets = chunk.offset, offsets_of[d]
+                offsets = offsets_of[d]
                 if ordered and offsets and offsets[-1] > offset:
                     ordered = False
                 offsets.append(offset)
                 ends_of[d].append(offset + length)
-                times_of[d].append(chunk.time)
+                times_of[d].append(time)
         if not ordered:  # chunks made elsewhere: sorted by offset, ties in the order they came
             for d in (CLIENT, SERVER):
                 rows = sorted(zip(self._offsets[d], self._ends[d], self._times[d]), key=lambda e: e[0])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from harness.observe.decode import ACK, PSH, SYN
 from harness.observe.flows import ATTEMPT_TIMEOUT, MAX_OOO_SEGMENTS, FlowTable, build_flows
-from harness.observe.model import STREAM_CAP, Chunk
+from harness.observe.model import STREAM_CAP, Chunk, Chunks, chunk_columns
 
 
 def test_a_whole_connection(build):
@@ -261,3 +261,17 @@ def test_ack_flag_only_packets_without_data(build):
     (f,) = build.all_flows(pkts)
     assert f.packets == [7, 1] and f.chunks == [] and not f.anomalies
     assert pkts[1].flags == SYN | ACK
+
+
+def test_a_flows_chunks_read_like_a_list_of_chunk():
+    """Kept in typed columns (a transfer has a million chunks), read as Chunk objects: equal to the same list,
+    indexed from either end, sliced, reversed; `chunk_columns` gives the same columns for a plain list."""
+    listed = [Chunk(1.0, 0, 0, 5), Chunk(2.5, 1, 0, 7), Chunk(3.0, 0, 5, 2)]
+    chunks = Chunks(listed)
+    assert chunks == listed and list(chunks) == listed and len(chunks) == 3
+    assert chunks[-1] == Chunk(3.0, 0, 5, 2) and chunks[1:] == listed[1:] and chunks != listed[:2]
+    assert Chunks() == [] and not Chunks() and chunk_columns(Chunks()) == ((), (), (), ())
+    for given in (chunks, listed):
+        assert [list(column) for column in chunk_columns(given)] == [[1.0, 2.5, 3.0], [0, 1, 0], [0, 0, 5], [5, 7, 2]]
+    chunks.reverse()
+    assert chunks == listed[::-1]

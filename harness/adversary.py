@@ -88,11 +88,11 @@ def estimated_peak_mb(capture_mb: float, jobs: int, flows: float = 0.0, largest_
     (`bench.scan_capture 400000`, a flow per probe: one process 566 MB, two 926 MB PSS summed, the parent
     holding 220 of them while it merges): one process 140 + 1.1 kB per flow, each further one 100 + 1 kB.
     By the busiest flow: its packets' offsets and times are held while it is open and analysed, in every
-    process (a 1.5 GB capture of one transfer, 1,000,000 segments: one process 778 MB, two 1,523 MB PSS
-    summed): 90 + 0.7 kB per payload packet (at most MAX_CHUNKS) per process."""
+    process (a 1.5 GB capture of one transfer, 1,000,000 segments: one process 640 MB, two 1,216 MB PSS
+    summed): 90 + 0.55 kB per payload packet (at most MAX_CHUNKS) per process."""
     by_bytes = 140 + 0.215 * capture_mb + (jobs - 1) * (100 + 0.05 * capture_mb)
     by_flows = 140 + 1.1e-3 * flows + (jobs - 1) * (100 + 1.0e-3 * flows)
-    by_largest_flow = jobs * (90 + 0.7e-3 * min(largest_flow, MAX_CHUNKS))
+    by_largest_flow = jobs * (90 + 0.55e-3 * min(largest_flow, MAX_CHUNKS))
     return max(by_bytes, by_flows, by_largest_flow)
 
 

@@ -185,10 +185,10 @@ def test_the_busiest_flow_is_estimated_from_the_start_of_the_capture(tmp_path):
     assert 0.95 * segments <= sample.largest_flow <= 1.05 * segments, sample
 
 
-@pytest.mark.parametrize("largest, jobs", [(0, 4), (100_000, 4), (400_000, 2), (1_000_000, 1), (10**7, 1)])
+@pytest.mark.parametrize("largest, jobs", [(0, 4), (100_000, 4), (400_000, 3), (1_000_000, 1), (10**7, 1)])
 def test_a_capture_of_one_large_transfer_gets_fewer_processes(tmp_path, monkeypatch, largest, jobs):
     """Every process holds the busiest flow's packet offsets and times while it is open and analysed: a 1.5 GB
-    capture of one 1,000,000-segment transfer peaked at 1,523 MB with two processes, 778 MB with one."""
+    capture of one 1,000,000-segment transfer peaked at 1,216 MB with two processes, 640 MB with one."""
     from harness import adversary
 
     monkeypatch.setattr(adversary.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)

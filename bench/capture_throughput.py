@@ -1,7 +1,9 @@
 """Capture throughput: `harness analyze` beside tshark on the same synthetic capture, in the same run.
 
     python -m bench.capture_throughput [PACKETS ...] [--scan PROBES ...] [--dns QUERIES ...]
-                (default: 100000 1000000 packets, scans of 100000 400000 probes, DNS of 120000 queries)
+                                     [--transfer SEGMENTS ...]
+        (default: 100000 1000000 packets, scans of 100000 400000 probes, DNS of 120000 queries, a transfer of
+        1000000 segments)
     python -m bench.capture_throughput --observe-only FILE  (the observe tier alone; used by the table)
     python -m bench.capture_throughput --per-analyzer FILE  (seconds spent in each analyzer)
 
@@ -12,8 +14,9 @@ tshark printing per-packet fields. Each runs as a child process; wall time, CPU 
 all of the child's processes) and peak memory (PSS summed over the child's process tree, sampled) are
 printed with packets per second and the ratio to tshark conv. The scan captures (bench/scan_capture.py: a
 flow per probe) show memory per flow, and the DNS capture (bench/dns_capture.py: ten minutes of a gateway's
-answered queries, a UDP flow each) memory over a long capture of flows nothing closes: `harness analyze` and
-tshark conv only.
+answered queries, a UDP flow each) memory over a long capture of flows nothing closes, and the transfer
+capture (bench/transfer_capture.py: one TCP flow of a million segments, 1.5 GB) memory per packet of one flow:
+`harness analyze` and tshark conv only.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import threading
 import time
 from collections import Counter
 
-from bench import dns_capture, scan_capture
+from bench import dns_capture, scan_capture, transfer_capture
 from bench.mixed_capture import cached
 
 TSHARK_FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
@@ -114,7 +117,8 @@ def _commands(path: str) -> list[tuple[str, list[str]]]:
 SCAN_SKIP = frozenset({"harness observe tier only", "tshark -T fields (per packet)"})
 
 
-def table(sizes: list[int], skip: frozenset[str] = frozenset(), scans: list[int] = (), dns: list[int] = ()) -> str:
+def table(sizes: list[int], skip: frozenset[str] = frozenset(), scans: list[int] = (), dns: list[int] = (),
+          transfers: list[int] = ()) -> str:
     """Markdown rows per capture and tool. CPU time is printed beside wall time: on a shared machine the wall
     clock also counts other jobs, CPU time does not; the ratio is tshark conv's time over the tool's, both ways."""
     rows = ["| capture | packets | MB | tool | wall s | CPU s | packets/s (wall) | vs tshark conv (wall / CPU) "
@@ -125,6 +129,8 @@ def table(sizes: list[int], skip: frozenset[str] = frozenset(), scans: list[int]
                  for n in scans]
     captures += [(f"DNS, {n:,} queries", dns_capture.frames(n), dns_capture.cached(n), skip | SCAN_SKIP)
                  for n in dns]
+    captures += [(f"one transfer, {n:,} segments", transfer_capture.frames(n), transfer_capture.cached(n),
+                  skip | SCAN_SKIP) for n in transfers]
     for label, n, path, skipped in captures:
         mb = os.path.getsize(path) / 1e6
         results = []
@@ -187,7 +193,7 @@ def per_analyzer(path: str) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.capture_throughput",
-        description="harness analyze beside tshark on the bench's mixed, scan and DNS captures")
+        description="harness analyze beside tshark on the bench's mixed, scan, DNS and transfer captures")
     parser.add_argument("packets", nargs="*", type=int, default=[100_000, 1_000_000],
                         help="capture sizes in packets (default: 100000 1000000)")
     parser.add_argument("--scan", nargs="*", type=int, default=[100_000, 400_000], metavar="PROBES",
@@ -196,6 +202,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dns", nargs="*", type=int, default=[120_000], metavar="QUERIES",
                         help="DNS captures (bench/dns_capture.py) of these many queries (default: 120000; "
                              "none: --dns)")
+    parser.add_argument("--transfer", nargs="*", type=int, default=[1_000_000], metavar="SEGMENTS",
+                        help="one-transfer captures (bench/transfer_capture.py) of these many segments (default: "
+                             "1000000, 1.5 GB; none: --transfer)")
     parser.add_argument("--observe-only", metavar="FILE", help="time the observe tier alone on FILE")
     parser.add_argument("--per-analyzer", metavar="FILE", help="seconds in each analyzer on FILE")
     args = parser.parse_args(argv)
@@ -206,10 +215,10 @@ def main(argv: list[str]) -> int:
         per_analyzer(args.per_analyzer)
         return 0
     sizes = args.packets
-    scans, dns = ' '.join(map(str, args.scan)), ' '.join(map(str, args.dns))
+    scans, dns, transfers = (' '.join(map(str, x)) for x in (args.scan, args.dns, args.transfer))
     print(f"capture throughput: python -m bench.capture_throughput {' '.join(map(str, sizes))} --scan {scans} "
-          f"--dns {dns}", file=sys.stderr)
-    print(table(sizes, scans=args.scan, dns=args.dns))
+          f"--dns {dns} --transfer {transfers}", file=sys.stderr)
+    print(table(sizes, scans=args.scan, dns=args.dns, transfers=args.transfer))
     return 0
 
 

@@ -168,19 +168,12 @@ def test_flows_are_estimated_from_the_start_of_the_capture(tmp_path):
 def test_the_busiest_flow_is_estimated_from_the_start_of_the_capture(tmp_path):
     """A capture of one large transfer: its segments with payload (not its ACKs) are what the estimate counts,
     scaled from the sample to the whole file."""
-    from bench.mixed_capture import _tcp, write_frames
+    from bench.transfer_capture import write_transfer
     from harness import adversary
 
     segments = 3 * adversary.SAMPLE_RECORDS  # the sample sees the first third (with its ACKs, less)
-    cli, srv, data = bytes((10, 0, 0, 1)), bytes((10, 9, 0, 1)), bytes(1460)
-    frames = [(0.0, _tcp(cli, srv, 40000, 443, 1000, 0, 0x02, b"")),
-              (0.001, _tcp(srv, cli, 443, 40000, 5000, 1001, 0x12, b""))]
-    for j in range(segments):
-        frames.append((0.002 + j * 1e-4, _tcp(cli, srv, 40000, 443, 1001 + j * 1460, 5001, 0x18, data)))
-        if j % 2:
-            frames.append((0.002 + j * 1e-4, _tcp(srv, cli, 443, 40000, 5001, 2461 + j * 1460, 0x10, b"")))
     path = str(tmp_path / "transfer.pcap")
-    write_frames(path, frames)
+    write_transfer(path, segments)
     sample = adversary.sample_capture(path, os.path.getsize(path))
     assert 0.95 * segments <= sample.largest_flow <= 1.05 * segments, sample
 

@@ -47,7 +47,7 @@ def fast_flows(reader: CaptureReader, mapped: MappedPcap, decoder: Decoder, tabl
     min_frame = _FRAME_BYTES if linktype == 1 else max_record + 1  # only Ethernet frames are decoded here
     decode, add, ipv4 = decoder.decode, table.add, decoder.ipv4_text
     by_wire_key, finished, closing = table.by_wire_key, table.finished, table._closing
-    linger, soon, timed_out = table.close_linger, table.attempt_timeout, table.timed_out
+    linger, soon, timed_out = table.close_linger, table.short_timeout, table.timed_out
     reused, tcp_control, segment, ack_of = table._reused, table._tcp_control, table._segment, table._ack
     new, max_chunks, cap = tuple.__new__, MAX_CHUNKS, STREAM_CAP
     now = table.now

@@ -1,7 +1,7 @@
 """Builds flows from decoded packets: TCP connections with per-direction stream reassembly, and UDP conversations.
 
 A flow leaves the table as soon as it is finished (FIN both ways and acknowledged, or RST, each after a short
-linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `ATTEMPT_TIMEOUT` for a UDP flow or
+linger for stragglers; or idle for `IDLE_TIMEOUT` seconds of capture time, `SHORT_TIMEOUT` for a UDP flow or
 an unanswered TCP attempt; or the end of input), so memory follows the flows still open, not the packets
 already seen. `build_flows` yields flows as they finish.
 
@@ -31,7 +31,7 @@ IDLE_TIMEOUT = 300.0  # seconds of capture time without a packet after which a T
 # retransmissions (Linux: 1, 2, 4, ... 32 s apart) and the keepalives that hold a UDP NAT binding open (WireGuard
 # 25 s, IPsec NAT-T 20 s). A probe re-sent later, or a UDP conversation that pauses for over 60 s, opens a new
 # flow here (tshark keeps one conversation per 5-tuple).
-ATTEMPT_TIMEOUT = 60.0
+SHORT_TIMEOUT = 60.0
 CLOSE_LINGER = 5.0  # seconds a closed TCP flow still takes stragglers (last ACK, retransmitted FIN) before it leaves
 SWEEP_INTERVAL = 30.0  # how often (capture time) the table is swept for idle flows
 MAX_OOO_SEGMENTS = 64  # out-of-order segments buffered per direction
@@ -103,9 +103,9 @@ class FlowTable:
     """The open flows. `add` packets in capture order; finished flows collect in `finished` for the caller to take."""
 
     def __init__(self, idle_timeout: float = IDLE_TIMEOUT, close_linger: float = CLOSE_LINGER,
-                 max_active: int = MAX_ACTIVE, attempt_timeout: float = ATTEMPT_TIMEOUT) -> None:
+                 max_active: int = MAX_ACTIVE, short_timeout: float = SHORT_TIMEOUT) -> None:
         self.idle_timeout = idle_timeout
-        self.attempt_timeout = min(attempt_timeout, idle_timeout)
+        self.short_timeout = min(short_timeout, idle_timeout)
         self.close_linger = close_linger
         self.max_active = max_active
         self.finished: list[Flow] = []
@@ -233,9 +233,9 @@ class FlowTable:
         return conn, d
 
     def timed_out(self, conn: _Conn, t: float) -> bool:
-        """Has the flow been idle too long by `t`: `idle_timeout`, or `attempt_timeout` for UDP or a TCP attempt?"""
+        """Has the flow been idle too long by `t`: `idle_timeout`, or `short_timeout` for UDP or a TCP attempt?"""
         idle = t - conn.flow.last_seen
-        return idle > self.idle_timeout or (idle > self.attempt_timeout and self._short_lived(conn))
+        return idle > self.idle_timeout or (idle > self.short_timeout and self._short_lived(conn))
 
     @staticmethod
     def _short_lived(conn: _Conn) -> bool:
@@ -283,8 +283,8 @@ class FlowTable:
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + SWEEP_INTERVAL
-        limit, attempt_limit, short_lived = now - self.idle_timeout, now - self.attempt_timeout, self._short_lived
-        idle = [conn for conn, d in self._table.values() if d == 0 and conn.flow.last_seen < attempt_limit
+        limit, short_limit, short_lived = now - self.idle_timeout, now - self.short_timeout, self._short_lived
+        idle = [conn for conn, d in self._table.values() if d == 0 and conn.flow.last_seen < short_limit
                 and (conn.flow.last_seen < limit or short_lived(conn))]
         for conn in idle:
             self._finish(conn)

@@ -106,7 +106,7 @@ def _tricky() -> list[tuple[float, bytes]]:
     put(_tcp(c, s, 4003, 80, 5, 0, 0x18, b"big" * 200), 0.001)  # cut by the snaplen
     put(_tcp(c, s, 4003, 80, 605, 0, 0x18, b"after"), 0.001)
     put(_tcp(c, s, 4007, 443, 50, 0, 0x02))  # a connection attempt: a SYN, never answered
-    put(_tcp(c, s, 4007, 443, 50, 0, 0x02), 30.0)  # re-sent within ATTEMPT_TIMEOUT: the same flow
+    put(_tcp(c, s, 4007, 443, 50, 0, 0x02), 30.0)  # re-sent within SHORT_TIMEOUT: the same flow
     put(_tcp(c, s, 4008, 443, 60, 0, 0x10))  # a bare ACK, no payload: an attempt too
     put(_tcp(c, s, 4007, 443, 50, 0, 0x02), 70.0)  # re-sent after it: a new flow
     put(_tcp(c, s, 4008, 443, 60, 0, 0x10))  # 70 s later, through the fast path's open-flow branch: a new flow

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from harness.observe.decode import ACK, PSH, SYN
-from harness.observe.flows import ATTEMPT_TIMEOUT, MAX_OOO_SEGMENTS, FlowTable, build_flows
+from harness.observe.flows import SHORT_TIMEOUT, MAX_OOO_SEGMENTS, FlowTable, build_flows
 from harness.observe.model import STREAM_CAP, Chunk, Chunks, chunk_columns
 
 
@@ -143,10 +143,10 @@ def test_a_new_syn_on_a_busy_tuple_without_close_is_a_new_connection(build):
 
 
 def test_a_connection_attempt_times_out_sooner_than_a_connection(build):
-    """An unanswered SYN (a scan's probe) or any UDP flow leaves after ATTEMPT_TIMEOUT idle; a packet later
+    """An unanswered SYN (a scan's probe) or any UDP flow leaves after SHORT_TIMEOUT idle; a packet later
     opens a new flow. A TCP connection that was answered, or that carried data, keeps the long idle timeout."""
     syn = build.Talk(cli=("10.0.0.1", 5000), isn=(77, 0)).handshake()[0]
-    probes = [syn._replace(time=t) for t in (0.0, 31.0, 31.0 + ATTEMPT_TIMEOUT + 1)]
+    probes = [syn._replace(time=t) for t in (0.0, 31.0, 31.0 + SHORT_TIMEOUT + 1)]
     flows = sorted(build.all_flows(probes), key=lambda f: f.first_seen)
     assert [(f.id[-2:], f.packets) for f in flows] == [("80", [2, 0]), ("#2", [1, 0])]
     answered = build.Talk(cli=("10.0.0.1", 5001))
@@ -156,20 +156,20 @@ def test_a_connection_attempt_times_out_sooner_than_a_connection(build):
     one_way_later = one_way._replace(time=200.0, seq=1)
     flows = build.all_flows(quiet + [one_way, one_way_later])
     assert sorted(f.sport for f in flows) == [5001, 5002]
-    # UDP: a probe nobody answers leaves after ATTEMPT_TIMEOUT, and so does an answered exchange (Zeek's UDP
+    # UDP: a probe nobody answers leaves after SHORT_TIMEOUT, and so does an answered exchange (Zeek's UDP
     # inactivity timeout); one that goes on within it stays one flow.
     udp = [build.packet(t, "10.0.0.1", 5003, "10.0.0.2", 161, proto=17, payload=b"probe")
-           for t in (0.0, ATTEMPT_TIMEOUT + 1)]
+           for t in (0.0, SHORT_TIMEOUT + 1)]
     answered = [build.packet(0.0, "10.0.0.1", 5004, "10.0.0.2", 53, proto=17, payload=b"q"),
                 build.packet(0.1, "10.0.0.2", 53, "10.0.0.1", 5004, proto=17, payload=b"a"),
-                build.packet(ATTEMPT_TIMEOUT + 1, "10.0.0.1", 5004, "10.0.0.2", 53, proto=17, payload=b"q2")]
+                build.packet(SHORT_TIMEOUT + 1, "10.0.0.1", 5004, "10.0.0.2", 53, proto=17, payload=b"q2")]
     kept = [build.packet(t, "10.0.0.1", 5005, "10.0.0.2", 4500, proto=17, payload=b"keepalive")
             for t in (0.0, 25.0, 50.0, 75.0, 100.0)]  # a NAT-T keepalive every 25 s
     flows = build.all_flows(udp + answered + kept)
     assert sorted((f.sport, f.total_packets) for f in flows) == [(5003, 1), (5003, 1), (5004, 1), (5004, 2),
                                                                  (5005, 5)]
     # A packet after the timeout but before the table's sweep reached the flow splits it just the same.
-    table = FlowTable(attempt_timeout=5.0)
+    table = FlowTable(short_timeout=5.0)
     flows = list(build_flows([syn, syn._replace(time=syn.time + 5.5)], table))
     assert len(flows) == 2
 
@@ -272,6 +272,7 @@ def test_a_flows_chunks_read_like_a_list_of_chunk():
     assert chunks[-1] == Chunk(3.0, 0, 5, 2) and chunks[1:] == listed[1:] and chunks != listed[:2]
     assert Chunks() == [] and not Chunks() and chunk_columns(Chunks()) == ((), (), (), ())
     for given in (chunks, listed):
-        assert [list(column) for column in chunk_columns(given)] == [[1.0, 2.5, 3.0], [0, 1, 0], [0, 0, 5], [5, 7, 2]]
+        columns = [list(column) for column in chunk_columns(given)]
+        assert columns == [[1.0, 2.5, 3.0], [0, 1, 0], [0, 0, 5], [5, 7, 2]]
     chunks.reverse()
     assert chunks == listed[::-1]

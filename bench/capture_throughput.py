@@ -12,11 +12,11 @@ For each size the mixed capture (bench/mixed_capture.py, cached under bench/out/
 picks by itself on this machine), by the observe tier alone, by `tshark -q -z conv,tcp`, and by
 tshark printing per-packet fields. Each runs as a child process; wall time, CPU time (from `os.wait4`:
 all of the child's processes) and peak memory (PSS summed over the child's process tree, sampled) are
-printed with packets per second and the ratio to tshark conv. The scan captures (bench/scan_capture.py: a
-flow per probe) show memory per flow, and the DNS capture (bench/dns_capture.py: ten minutes of a gateway's
-answered queries, a UDP flow each) memory over a long capture of flows nothing closes, and the transfer
-capture (bench/transfer_capture.py: one TCP flow of a million segments, 1.5 GB) memory per packet of one flow:
-`harness analyze` and tshark conv only.
+printed with packets per second and the ratio to tshark conv. Three more captures show memory, read by
+`harness analyze` and tshark conv only: a port scan (bench/scan_capture.py: a flow per probe) per flow; a
+gateway's DNS (bench/dns_capture.py: ten minutes of answered queries, a UDP flow each) over a long capture of
+flows nothing closes; one transfer (bench/transfer_capture.py: one TCP flow of a million segments, 1.5 GB) per
+packet of one flow.
 """
 from __future__ import annotations
 
@@ -114,7 +114,9 @@ def _commands(path: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-SCAN_SKIP = frozenset({"harness observe tier only", "tshark -T fields (per packet)"})
+# The scan, DNS and transfer captures measure memory (per flow, over time, per packet of a flow): harness analyze
+# and tshark conv only.
+MEMORY_CAPTURE_SKIP = frozenset({"harness observe tier only", "tshark -T fields (per packet)"})
 
 
 def table(sizes: list[int], skip: frozenset[str] = frozenset(), scans: list[int] = (), dns: list[int] = (),
@@ -125,12 +127,12 @@ def table(sizes: list[int], skip: frozenset[str] = frozenset(), scans: list[int]
             "| peak memory MB |",
             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     captures = [("mixed", n, cached(n), skip) for n in sizes]
-    captures += [(f"scan, {n:,} probes", scan_capture.frames(n), scan_capture.cached(n), skip | SCAN_SKIP)
+    captures += [(f"scan, {n:,} probes", scan_capture.frames(n), scan_capture.cached(n), skip | MEMORY_CAPTURE_SKIP)
                  for n in scans]
-    captures += [(f"DNS, {n:,} queries", dns_capture.frames(n), dns_capture.cached(n), skip | SCAN_SKIP)
+    captures += [(f"DNS, {n:,} queries", dns_capture.frames(n), dns_capture.cached(n), skip | MEMORY_CAPTURE_SKIP)
                  for n in dns]
     captures += [(f"one transfer, {n:,} segments", transfer_capture.frames(n), transfer_capture.cached(n),
-                  skip | SCAN_SKIP) for n in transfers]
+                  skip | MEMORY_CAPTURE_SKIP) for n in transfers]
     for label, n, path, skipped in captures:
         mb = os.path.getsize(path) / 1e6
         results = []
